@@ -1,0 +1,75 @@
+"""concur: structured concurrency for components, on asyncio and trio alike.
+
+Every component call runs inside a task group, a cancel scope and a capacity limiter:
+async callables run on the event loop, sync ones in worker threads under a limiter that
+truly caps them, with their arguments handed off safely, and the first failure cancels
+the siblings.
+"""
+
+from anyio import CancelScope as CancelScope
+from anyio import CapacityLimiter as CapacityLimiter
+from anyio import Condition as Condition
+from anyio import Event as Event
+from anyio import Lock as Lock
+from anyio import Semaphore as Semaphore
+from anyio import TaskHandle as TaskHandle
+from anyio import create_memory_object_stream as create_memory_object_stream
+from anyio import fail_after as fail_after
+from anyio import get_cancelled_exc_class as get_cancelled_exc_class
+from anyio import move_on_after as move_on_after
+
+from . import handoff as handoff
+
+# --- foundation
+from ._calls import call as call
+from ._calls import check_cancelled as check_cancelled
+from ._calls import scope as scope
+from ._calls import to_thread as to_thread
+from ._errors import ConcurError as ConcurError
+from ._errors import UnsafeHandoffError as UnsafeHandoffError
+from ._errors import UnsafeHandoffWarning as UnsafeHandoffWarning
+from ._taskgroup import TaskGroup as TaskGroup
+
+# --- wait strategies (issue 3)
+
+# --- interop (issue 5)
+
+__all__ = (
+    "CancelScope",
+    "CapacityLimiter",
+    "ConcurError",
+    "Condition",
+    "Event",
+    "Lock",
+    "Semaphore",
+    "TaskGroup",
+    "TaskHandle",
+    "UnsafeHandoffError",
+    "UnsafeHandoffWarning",
+    "call",
+    "check_cancelled",
+    "create_memory_object_stream",
+    "fail_after",
+    "get_cancelled_exc_class",
+    "handoff",
+    "move_on_after",
+    "scope",
+    "to_thread",
+)
+
+__version__ = "0.1.0"
+
+
+def _fix_module() -> None:
+    import contextlib
+
+    # tracebacks and docs say concur.TaskGroup, not concur._taskgroup.TaskGroup
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("concur._"):
+            with contextlib.suppress(AttributeError, TypeError):
+                obj.__module__ = __name__
+
+
+_fix_module()
+del _fix_module

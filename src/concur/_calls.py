@@ -1,0 +1,522 @@
+"""One component call: ambient settings, ``call``, ``to_thread`` and the hard thread cap."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import math
+import threading
+import types
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar, Token
+from typing import Any, Final, TypeVar, TypeVarTuple, cast, final
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
+import attrs
+
+from . import _handoff
+from ._handoff import POLICIES, Policy
+
+__all__ = ["Settings", "call", "check_cancelled", "scope", "to_thread"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+logger: Final = logging.getLogger("concur")
+
+_CO_COROUTINE: Final = inspect.CO_COROUTINE
+
+
+# --- validation and discovery ----------------------------------------------------------------
+
+
+def _fn_name(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return str(name) if name else type(fn).__qualname__
+
+
+def check_callable(fn: object, where: str) -> None:
+    """Raise the project's ``TypeError`` for a coroutine object or a non-callable."""
+    if inspect.iscoroutine(fn):
+        name = getattr(fn, "__name__", "fn")
+        raise TypeError(
+            f"{where}() takes a function and its arguments, not a coroutine object: "
+            f"write concur.{where}({name}, ...) instead of concur.{where}({name}(...))"
+        )
+    if not callable(fn):
+        raise TypeError(f"{where}() takes a callable, got {type(fn).__name__} {fn!r}")
+
+
+def is_async_callable(fn: object) -> bool:
+    """Tell whether calling *fn* returns an awaitable, as far as can be known before.
+
+    Recognises ``async def`` functions, bound methods and ``functools.partial`` objects
+    over them, and objects whose ``__call__`` is ``async def``.
+    """
+    if type(fn) is types.FunctionType:
+        return bool(fn.__code__.co_flags & _CO_COROUTINE) or inspect.iscoroutinefunction(fn)
+    while True:
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif isinstance(fn, types.MethodType):
+            fn = fn.__func__
+        else:
+            break
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if not isinstance(fn, (type, types.FunctionType, types.BuiltinFunctionType)):
+        dunder = getattr(type(fn), "__call__", None)  # noqa: B004
+        if dunder is not None and inspect.iscoroutinefunction(dunder):
+            return True
+    return False
+
+
+def returned_coroutine(fn: object, value: object) -> TypeError:
+    """Close a stray coroutine returned by a sync callable and build the error for it."""
+    close = getattr(value, "close", None)
+    if close is not None:
+        close()
+    return TypeError(
+        f"{_fn_name(fn)} is a sync function that returned a coroutine; declare it "
+        f"async def so concur runs it on the event loop instead of in a thread"
+    )
+
+
+# --- ambient settings ---------------------------------------------------------------------------
+
+
+@final
+class _PerRunLimiter:
+    """A limiter of *total* tokens per event-loop run, for scopes entered outside a loop."""
+
+    __slots__ = ("_by_run", "total")
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._by_run: weakref.WeakKeyDictionary[object, anyio.CapacityLimiter] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> anyio.CapacityLimiter:
+        key = anyio.lowlevel.current_token().native_token
+        try:
+            return self._by_run[key]
+        except KeyError:
+            limiter = self._by_run[key] = anyio.CapacityLimiter(self.total)
+            return limiter
+
+
+@attrs.frozen
+class Settings:
+    """The ambient settings in force for component calls in the current context."""
+
+    limiter: anyio.CapacityLimiter | _PerRunLimiter | None = None
+    handoff: Policy = "warn"
+    timeout: float | None = None
+
+    def current_limiter(self) -> anyio.CapacityLimiter:
+        """The limiter for thread calls here (anyio's default one if none was set)."""
+        limiter = self.limiter
+        if limiter is None:
+            return anyio.to_thread.current_default_thread_limiter()
+        if type(limiter) is _PerRunLimiter:
+            return limiter.get()
+        return limiter
+
+
+DEFAULT_SETTINGS: Final = Settings()
+settings_var: ContextVar[Settings] = ContextVar("concur.settings", default=DEFAULT_SETTINGS)
+
+
+def check_thread_limit(thread_limit: object, where: str = "thread_limit") -> None:
+    if isinstance(thread_limit, bool) or not isinstance(thread_limit, int):
+        raise TypeError(f"{where} must be an int, got {type(thread_limit).__name__}")
+    if thread_limit < 1:
+        raise ValueError(f"{where} must be at least 1, got {thread_limit}")
+
+
+def check_timeout(timeout: object, where: str = "timeout") -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{where} must be a number of seconds or None, got {timeout!r}")
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"{where} must be >= 0 seconds, got {timeout!r}")
+
+
+def derive_settings(
+    parent: Settings,
+    *,
+    thread_limit: int | None,
+    limiter: anyio.CapacityLimiter | None,
+    handoff: Policy | None,
+    timeout: float | None,
+    in_loop: bool,
+) -> Settings:
+    """Validate options and build the settings that inherit what is not given."""
+    if thread_limit is not None and limiter is not None:
+        raise ValueError("give either thread_limit= or limiter=, not both")
+    if handoff is not None and handoff not in POLICIES:
+        raise ValueError(f'handoff must be "warn", "strict" or "off", got {handoff!r}')
+    if limiter is not None and not isinstance(
+        limiter,
+        anyio.CapacityLimiter,  # pyright: ignore[reportUnnecessaryIsInstance]
+    ):
+        raise TypeError(f"limiter must be an anyio.CapacityLimiter, got {type(limiter).__name__}")
+    check_timeout(timeout)
+    new_limiter: anyio.CapacityLimiter | _PerRunLimiter | None = parent.limiter
+    if thread_limit is not None:
+        check_thread_limit(thread_limit)
+        new_limiter = (
+            anyio.CapacityLimiter(thread_limit) if in_loop else _PerRunLimiter(thread_limit)
+        )
+    elif limiter is not None:
+        new_limiter = limiter
+    return Settings(
+        limiter=new_limiter,
+        handoff=parent.handoff if handoff is None else handoff,
+        timeout=parent.timeout if timeout is None else timeout,
+    )
+
+
+@final
+class scope:
+    """Set the ambient settings for component calls, without starting a task group.
+
+    Usable as ``with concur.scope(...):`` in sync and async code alike (and as
+    ``async with``). Settings not given are inherited from the enclosing scope or
+    :class:`TaskGroup`.
+
+    Args:
+        thread_limit: cap thread calls made inside at this many at once. Entered outside an
+            event loop, each event-loop run inside gets its own limiter of that many tokens.
+        limiter: share this :class:`anyio.CapacityLimiter` instead (not with *thread_limit*).
+        handoff: the handoff policy, ``"warn"``, ``"strict"`` or ``"off"``.
+        timeout: a per-call default: each :func:`call` and :meth:`TaskGroup.spawn` inside
+            is bounded by it (``TimeoutError``). It is not a deadline for the scope's body.
+
+    Raises:
+        ValueError: both *thread_limit* and *limiter*, ``thread_limit < 1``, an unknown
+            policy or a negative timeout.
+    """
+
+    __slots__ = ("_settings", "_tokens")
+
+    def __init__(
+        self,
+        *,
+        thread_limit: int | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
+        handoff: Policy | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self._settings = derive_settings(
+            settings_var.get(),
+            thread_limit=thread_limit,
+            limiter=limiter,
+            handoff=handoff,
+            timeout=timeout,
+            in_loop=_in_event_loop(),
+        )
+        self._tokens: list[Token[Settings]] = []
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this scope puts in force."""
+        return self._settings
+
+    def __enter__(self) -> scope:
+        self._tokens.append(settings_var.set(self._settings))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        settings_var.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> scope:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__()
+
+
+def _in_event_loop() -> bool:
+    try:
+        anyio.lowlevel.current_token()
+    except RuntimeError:
+        return False
+    return True
+
+
+# --- the thread call ------------------------------------------------------------------------
+
+_PENDING: Final = 0
+_RUNNING: Final = 1
+_DONE: Final = 2
+_ABANDONED: Final = 3
+
+
+@final
+class _ThreadCall:
+    """The state shared by one thread call's caller and its worker thread."""
+
+    __slots__ = ("args", "cleanups", "fn", "limiter", "lock", "state", "token")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        cleanups: list[_handoff.Cleanup],
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.cleanups = cleanups
+        self.state: int = _PENDING
+        self.lock: threading.Lock | None = None
+        self.limiter: anyio.CapacityLimiter | None = None
+        self.token: anyio.lowlevel.EventLoopToken | None = None
+
+    def run(self) -> Any:
+        """The function the worker thread runs (non-abandoning mode)."""
+        self.state = _RUNNING
+        try:
+            result = self.fn(*self.args)
+            if inspect.iscoroutine(result):
+                raise returned_coroutine(self.fn, result)
+            if self.cleanups:
+                _handoff.check_result(result)
+            return result
+        finally:
+            self.state = _DONE
+            if self.cleanups:
+                _handoff.run_cleanups(self.cleanups)
+
+    def run_abandonable(self) -> Any:
+        """The function the worker thread runs when the caller may abandon it."""
+        lock = self.lock
+        assert lock is not None
+        with lock:
+            if self.state == _ABANDONED:
+                return None  # the caller left before we started; it cleaned up
+            self.state = _RUNNING
+        try:
+            result = self.fn(*self.args)
+            if inspect.iscoroutine(result):
+                raise returned_coroutine(self.fn, result)
+            if self.cleanups:
+                _handoff.check_result(result)
+            return result
+        except BaseException as exc:
+            if self.abandoned():
+                logger.debug("abandoned thread call %r failed", self.fn, exc_info=exc)
+            raise
+        finally:
+            try:
+                if self.cleanups:
+                    _handoff.run_cleanups(self.cleanups)
+            finally:
+                with lock:
+                    abandoned = self.abandoned()
+                    self.state = _DONE
+                if abandoned:
+                    self._release_from_thread()
+
+    def abandoned(self) -> bool:
+        """Whether the caller has left without the result (set from the event loop)."""
+        return self.state == _ABANDONED
+
+    def _release_from_thread(self) -> None:
+        limiter, token = self.limiter, self.token
+        assert limiter is not None and token is not None
+        try:
+            anyio.from_thread.run_sync(limiter.release_on_behalf_of, self, token=token)
+        except Exception:  # the loop is gone: its limiter went with it
+            logger.debug("could not release the thread token of %r", self.fn, exc_info=True)
+
+
+async def to_thread(
+    fn: Callable[[*Ts], T],
+    /,
+    *args: *Ts,
+    limiter: anyio.CapacityLimiter | None = None,
+    abandon_on_cancel: bool = False,
+) -> T:
+    """Run the sync function *fn* in a worker thread and return its result.
+
+    The one way concur runs sync code in a thread. The arguments (and those stored in a
+    ``functools.partial`` *fn*) first pass through the ambient handoff policy (see
+    :mod:`concur.handoff`): a polars frame reaches the thread as a clone, a DuckDB
+    connection as a fresh cursor that is closed once *fn* has returned, whatever the
+    outcome. A bound method's ``__self__`` is passed as it is.
+
+    **Hard cap.** A token of *limiter* (default: the ambient limiter of the enclosing
+    :func:`scope` or :class:`TaskGroup`, else anyio's default thread limiter) is held from
+    before the thread starts until *fn* has returned, on asyncio and trio alike, including
+    when the caller was cancelled and abandoned the thread. So the number of threads
+    running calls under one limiter never exceeds its total tokens.
+
+    **Cancellation.** With ``abandon_on_cancel=False`` (the default), cancelling the
+    caller does not interrupt the thread; the caller waits until *fn* returns, then raises
+    the cancellation exception. Code in the thread can cooperate by calling
+    :func:`check_cancelled`, which raises once the caller is cancelled. With
+    ``abandon_on_cancel=True``, the caller raises at once; the thread runs on, still holding
+    its token; its result or exception is discarded (an exception is logged at DEBUG on the
+    ``concur`` logger). If the caller is cancelled before the thread started, *fn* never
+    runs and the handoff cleanups run on the event loop.
+
+    Never call it inside a shielded cancel scope if the thread should see cancellation:
+    :func:`check_cancelled` cannot see through the shield.
+
+    Raises:
+        TypeError: *fn* is not callable, is a coroutine object, or returned a coroutine;
+            or it returned a DuckDB relation of a handed-off cursor.
+        UnsafeHandoffError: an argument is refused by the ``"strict"`` policy.
+    """
+    check_callable(fn, "to_thread")
+    settings = settings_var.get()
+    if limiter is None:
+        limiter = settings.current_limiter()
+    return await _run_in_thread(fn, args, limiter, settings.handoff, abandon_on_cancel)
+
+
+async def _run_in_thread(
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    limiter: anyio.CapacityLimiter,
+    policy: Policy,
+    abandon_on_cancel: bool,
+) -> T:
+    fn, args, cleanups = _handoff.hand_args(fn, args, policy)
+    job = _ThreadCall(fn, args, cleanups)
+    if not abandon_on_cancel:
+        try:
+            return cast(T, await anyio.to_thread.run_sync(job.run, limiter=limiter))
+        finally:
+            if job.state == _PENDING and job.cleanups:
+                _handoff.run_cleanups(job.cleanups)
+    return cast(T, await _run_abandonable(job, limiter))
+
+
+async def _run_abandonable(job: _ThreadCall, limiter: anyio.CapacityLimiter) -> Any:
+    job.lock = threading.Lock()
+    job.limiter = limiter
+    job.token = anyio.lowlevel.current_token()
+    await limiter.acquire_on_behalf_of(job)
+    try:
+        result = await anyio.to_thread.run_sync(
+            job.run_abandonable, abandon_on_cancel=True, limiter=_unlimited()
+        )
+    except BaseException:
+        with job.lock:
+            state = job.state
+            if state != _DONE:
+                job.state = _ABANDONED
+        if state == _DONE:
+            limiter.release_on_behalf_of(job)
+        elif state == _PENDING:
+            limiter.release_on_behalf_of(job)
+            if job.cleanups:
+                _handoff.run_cleanups(job.cleanups)
+        # _RUNNING: the thread releases the token when the function has returned
+        raise
+    limiter.release_on_behalf_of(job)
+    return result
+
+
+_unlimited_var: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
+    "concur.unlimited"
+)
+
+
+def _unlimited() -> anyio.CapacityLimiter:
+    # The token that counts is concur's own; anyio's limiter must not cap a second time.
+    try:
+        return _unlimited_var.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(math.inf)
+        _unlimited_var.set(limiter)
+        return limiter
+
+
+def check_cancelled() -> None:
+    """Raise the backend's cancellation exception if this thread's caller was cancelled.
+
+    Call it from inside a worker thread started by :func:`to_thread` (or by
+    ``anyio.to_thread.run_sync``) so that long sync work stops early when the task waiting
+    for it is cancelled. It cannot see a cancellation that a shielded scope around the
+    caller hides.
+
+    Raises:
+        RuntimeError: called from a thread that :func:`to_thread` did not start.
+    """
+    anyio.from_thread.check_cancelled()
+
+
+# --- the component call ------------------------------------------------------------------
+
+
+async def call(
+    fn: Callable[[*Ts], Awaitable[T]] | Callable[[*Ts], T],
+    /,
+    *args: *Ts,
+    timeout: float | None = None,
+) -> T:
+    """Make one component call, whether *fn* is async or sync.
+
+    Async callables (``async def`` functions, bound methods, partials, objects with an
+    async ``__call__``) are awaited on the event loop; anything else runs in a worker
+    thread through :func:`to_thread`, with the ambient limiter and handoff policy. Which
+    one *fn* is, is discovered at run time.
+
+    Args:
+        fn: the callable.
+        args: its positional arguments (use ``functools.partial`` for keywords).
+        timeout: seconds before ``TimeoutError``; defaults to the ambient :func:`scope`'s.
+
+    Cancellation: an async call is cancelled at its next checkpoint; a sync call behaves as
+    :func:`to_thread` with ``abandon_on_cancel=False``: the caller waits for the thread,
+    which can stop early through :func:`check_cancelled`. A timeout is a cancellation too:
+    it is raised as ``TimeoutError`` once the call has stopped.
+
+    Returns:
+        What *fn* returned; its own exception propagates unwrapped.
+
+    Raises:
+        TypeError: *fn* is not callable, is a coroutine object, or is sync and returned a
+            coroutine.
+    """
+    if timeout is None:
+        settings = settings_var.get()
+        timeout = settings.timeout
+    else:
+        check_timeout(timeout)
+    if is_async_callable(fn):
+        if timeout is None:
+            return await cast("Callable[..., Awaitable[T]]", fn)(*args)
+        with anyio.fail_after(timeout):
+            return await cast("Callable[..., Awaitable[T]]", fn)(*args)
+    check_callable(fn, "call")
+    settings = settings_var.get()
+    sync_fn = cast("Callable[..., T]", fn)
+    if timeout is None:
+        return await _run_in_thread(
+            sync_fn, args, settings.current_limiter(), settings.handoff, False
+        )
+    with anyio.fail_after(timeout):
+        return await _run_in_thread(
+            sync_fn, args, settings.current_limiter(), settings.handoff, False
+        )
+
+
+def coroutine_runner(coro: Coroutine[Any, Any, T]) -> Callable[[], Coroutine[Any, Any, T]]:
+    """Wrap a coroutine object as a zero-argument async function (used by ``spawn``)."""
+
+    async def run() -> T:
+        return await coro
+
+    run.__qualname__ = getattr(coro, "__qualname__", "coroutine")
+    return run

@@ -1,0 +1,341 @@
+"""The handoff registry: what an argument becomes before it crosses into a worker thread.
+
+A *rule* for a type is either a function ``fn(value) -> value_to_pass``, or a generator
+function that yields the value to pass exactly once and whose code after the ``yield``
+runs once the thread function has returned, whatever the outcome (like a pytest fixture).
+
+Rules are looked up along the argument type's MRO, so they match subclasses. Results are
+cached per type; registering a rule clears the cache. Rules for polars, DuckDB and pyarrow
+are installed lazily, the first time a value whose class comes from one of those packages
+is handed off, so ``import concur`` never imports them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import fractions
+import importlib
+import inspect
+import pathlib
+import re
+import sys
+import types
+import uuid
+import warnings
+from collections.abc import Callable, Generator, Iterator
+from functools import partial
+from typing import Any, Literal, TypeAlias, TypeVar
+
+import attrs
+
+from ._errors import UnsafeHandoffError, UnsafeHandoffWarning
+
+__all__ = [
+    "Policy",
+    "register",
+]
+
+T = TypeVar("T")
+
+Policy: TypeAlias = Literal["warn", "strict", "off"]
+"""How values without a rule are treated: ``"warn"``, ``"strict"`` or ``"off"``."""
+
+POLICIES: frozenset[str] = frozenset({"warn", "strict", "off"})
+
+Rule: TypeAlias = Callable[[Any], Any]
+Cleanup: TypeAlias = Generator[Any, None, None]
+
+
+class _Kind(enum.Enum):
+    SAFE = enum.auto()
+    CONTAINER = enum.auto()
+    TRANSFORM = enum.auto()
+    GENERATOR = enum.auto()
+    UNKNOWN = enum.auto()
+
+
+_SAFE_TYPES: tuple[type, ...] = (
+    type(None),
+    type(Ellipsis),
+    type(NotImplemented),
+    bool,
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    enum.Enum,
+    range,
+    slice,
+    pathlib.PurePath,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    datetime.tzinfo,
+    decimal.Decimal,
+    fractions.Fraction,
+    uuid.UUID,
+    re.Pattern,
+    # Code objects, not data: sharing a function or a class is how callbacks travel.
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    type,
+)
+
+# type -> (kind, rule); rule is None unless kind is TRANSFORM or GENERATOR
+_rules: dict[type, tuple[_Kind, Rule | None]] = {}
+_cache: dict[type, tuple[_Kind, Rule | None]] = {}
+_lazy_loaders: dict[str, Callable[[], None]] = {}
+_loaded: set[str] = set()
+
+
+def register(tp: type[T]) -> Callable[[Callable[[T], Any]], Callable[[T], Any]]:
+    """Register the handoff rule for values of type *tp* (and its subclasses).
+
+    Use it as a decorator on either a function returning the value to pass to the thread
+    (a copy, a clone, a read-only view)::
+
+        @concur.handoff.register(MyBuffer)
+        def _(buf: MyBuffer) -> MyBuffer:
+            return buf.copy()
+
+    or a generator function yielding it once; the code after the ``yield`` runs in the
+    worker thread once the thread function has returned, whatever the outcome (or on the
+    event loop, if the thread function never started)::
+
+        @concur.handoff.register(Pool)
+        def _(pool: Pool) -> Iterator[Connection]:
+            conn = pool.acquire()
+            try:
+                yield conn
+            finally:
+                pool.release(conn)
+
+    A later registration for the same type replaces the earlier one. Rules apply under the
+    ``"warn"`` and ``"strict"`` policies; ``"off"`` passes every value as it is.
+
+    Raises:
+        TypeError: *tp* is not a class, or the decorated object is not callable.
+    """
+    if not isinstance(tp, type):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(
+            f"handoff.register() takes a class, got {type(tp).__name__} {tp!r}: "
+            "write @concur.handoff.register(MyType)"
+        )
+
+    def decorator(fn: Callable[[T], Any]) -> Callable[[T], Any]:
+        if not callable(fn):
+            raise TypeError(
+                f"a handoff rule must be a function or a generator function, "
+                f"got {type(fn).__name__}"
+            )
+        kind = _Kind.GENERATOR if inspect.isgeneratorfunction(fn) else _Kind.TRANSFORM
+        _rules[tp] = (kind, fn)
+        _cache.clear()
+        return fn
+
+    return decorator
+
+
+_FROZEN_SETATTR: object = vars(attrs.make_class("_Probe", [], frozen=True, slots=True))[
+    "__setattr__"
+]
+
+
+def _is_frozen_slotted_attrs(tp: type) -> bool:
+    if not attrs.has(tp):
+        return False
+    if tp.__setattr__ is not _FROZEN_SETATTR:
+        return False
+    # slotted all the way down: no instance __dict__ anywhere in the hierarchy
+    return all("__slots__" in vars(klass) for klass in tp.__mro__[:-1])
+
+
+def _lookup(tp: type[Any]) -> tuple[_Kind, Rule | None]:
+    try:
+        return _cache[tp]
+    except KeyError:
+        pass
+    mro: tuple[type[Any], ...] = tp.__mro__
+    for klass in mro:
+        root = klass.__module__.partition(".")[0]
+        if root in _lazy_loaders and root not in _loaded:
+            _loaded.add(root)
+            _lazy_loaders[root]()
+    found: tuple[_Kind, Rule | None] | None = None
+    for klass in mro:
+        if klass in _rules:
+            found = _rules[klass]
+            break
+    if found is None:
+        if issubclass(tp, _SAFE_TYPES):
+            found = (_Kind.SAFE, None)
+        elif issubclass(tp, (tuple, frozenset)):
+            found = (_Kind.CONTAINER, None)
+        elif _is_frozen_slotted_attrs(tp):
+            found = (_Kind.SAFE, None)
+        else:
+            found = (_Kind.UNKNOWN, None)
+    _cache[tp] = found
+    return found
+
+
+def _refuse(value: object, policy: Policy, stacklevel: int) -> None:
+    tp = type(value)
+    name = f"{tp.__module__}.{tp.__qualname__}"
+    if policy == "strict":
+        raise UnsafeHandoffError(
+            f"a {name} is not known to be safe to share with a worker thread; pass a copy, "
+            f"register a rule with @concur.handoff.register({tp.__qualname__}), "
+            f'or use handoff="warn"'
+        )
+    warnings.warn(
+        f"a {name} was passed to a worker thread as it is; it is not known to be "
+        f"thread-safe: pass a copy, register a rule with "
+        f'@concur.handoff.register({tp.__qualname__}), or use handoff="off" to silence this',
+        UnsafeHandoffWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def _hand(value: object, policy: Policy, cleanups: list[Cleanup]) -> object:
+    kind, rule = _lookup(type(value))
+    if kind is _Kind.SAFE:
+        return value
+    if kind is _Kind.TRANSFORM:
+        assert rule is not None
+        return rule(value)
+    if kind is _Kind.GENERATOR:
+        assert rule is not None
+        gen: Cleanup = rule(value)
+        try:
+            handed = next(gen)
+        except StopIteration:
+            raise RuntimeError(
+                f"the handoff rule {rule!r} for {type(value).__qualname__} did not yield"
+            ) from None
+        cleanups.append(gen)
+        return handed
+    if kind is _Kind.CONTAINER:
+        items: Any = value
+        new = [_hand(item, policy, cleanups) for item in items]
+        if all(a is b for a, b in zip(new, items, strict=True)):
+            return value
+        if isinstance(value, frozenset):
+            return frozenset(new)
+        make = getattr(type(value), "_make", None)
+        rebuild: Any = make if make is not None else type(value)
+        return rebuild(new)
+    _refuse(value, policy, stacklevel=6)
+    return value
+
+
+_FAST = frozenset({int, float, str, bool, bytes, type(None)})
+
+
+def hand_args(
+    fn: Callable[..., Any], args: tuple[Any, ...], policy: Policy
+) -> tuple[Callable[..., Any], tuple[Any, ...], list[Cleanup]]:
+    """Hand off *args* (and the arguments stored in a partial *fn*) under *policy*.
+
+    Returns the callable and arguments to use in the thread, and the cleanups to run once
+    the thread function has returned. On error, cleanups already started are run.
+    """
+    cleanups: list[Cleanup] = []
+    if policy == "off":
+        return fn, args, cleanups
+    try:
+        if args and not all(type(a) in _FAST for a in args):
+            args = tuple([_hand(a, policy, cleanups) for a in args])
+        if isinstance(fn, partial):
+            p_args = tuple([_hand(a, policy, cleanups) for a in fn.args])
+            p_kw = {k: _hand(v, policy, cleanups) for k, v in fn.keywords.items()}
+            func: Callable[..., Any] = fn.func
+            fn = partial(func, *p_args, **p_kw)
+    except BaseException:
+        run_cleanups(cleanups)
+        raise
+    return fn, args, cleanups
+
+
+def run_cleanups(cleanups: list[Cleanup]) -> None:
+    """Resume each cleanup generator past its ``yield``, last first.
+
+    Every cleanup runs even if another fails; the first failure is re-raised at the end.
+    """
+    error: BaseException | None = None
+    while cleanups:
+        gen = cleanups.pop()
+        try:
+            next(gen)
+        except StopIteration:
+            continue
+        except BaseException as exc:
+            if error is None:
+                error = exc
+            continue
+        gen.close()
+        if error is None:
+            error = RuntimeError("a handoff rule yielded more than once")
+    if error is not None:
+        raise error
+
+
+def check_result(result: object) -> None:
+    """Refuse a result that dies with a handed-off resource (a DuckDB relation)."""
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is not None and isinstance(result, duckdb.DuckDBPyRelation):
+        raise TypeError(
+            "a DuckDB relation cannot be returned from a thread call: it belongs to the "
+            "cursor concur opened for the call, which is closed now; materialise it before "
+            "returning, e.g. with .pl(), .to_arrow_table() or .fetchall()"
+        )
+
+
+# --- lazy built-in rules ------------------------------------------------------------------
+
+
+def _load_polars() -> None:
+    import polars as pl
+
+    def clone(value: Any) -> Any:
+        return value.clone()
+
+    for tp in (pl.DataFrame, pl.Series, pl.LazyFrame):
+        _rules.setdefault(tp, (_Kind.TRANSFORM, clone))
+
+
+def _load_duckdb() -> None:
+    import duckdb
+
+    def cursor(con: Any) -> Iterator[Any]:
+        cur = con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    _rules.setdefault(duckdb.DuckDBPyConnection, (_Kind.GENERATOR, cursor))
+
+
+def _load_pyarrow() -> None:
+    pa: Any = importlib.import_module("pyarrow")
+
+    for tp in (
+        pa.Array,
+        pa.ChunkedArray,
+        pa.RecordBatch,
+        pa.Table,
+        pa.Scalar,
+        pa.Schema,
+        pa.Field,
+        pa.DataType,
+    ):
+        _rules.setdefault(tp, (_Kind.SAFE, None))
+
+
+_lazy_loaders.update(
+    polars=_load_polars, duckdb=_load_duckdb, _duckdb=_load_duckdb, pyarrow=_load_pyarrow
+)
