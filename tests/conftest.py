@@ -34,15 +34,22 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if (
-            isinstance(item, pytest.Function)
-            and inspect.iscoroutinefunction(item.obj)
-            and item.get_closest_marker("trio") is None
-            and item.get_closest_marker("anyio") is None
-        ):
-            item.add_marker(pytest.mark.anyio)
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> None:
+    # Mark at collection, before parametrization: anyio's plugin then adds the
+    # ``anyio_backend`` fixture, so the backend combines with a test's own parameters.
+    # (Marking later, in pytest_collection_modifyitems, made anyio's plugin rebuild each
+    # item from scratch, dropping the test's own parameters.)
+    if not (collector.istestfunction(obj, name) and inspect.iscoroutinefunction(obj)):
+        return
+    own = [mark.name for mark in getattr(obj, "pytestmark", ())]
+    if "trio" in own or "anyio" in own:
+        return
+    if collector.get_closest_marker("trio") or collector.get_closest_marker("anyio"):
+        return
+    pytest.mark.anyio(obj)
 
 
 def _bounded(fn: Callable[..., Any], seconds: float) -> Callable[..., Any]:

@@ -44,9 +44,12 @@ def check_callable(fn: object, where: str) -> None:
     """Raise the project's ``TypeError`` for a coroutine object or a non-callable."""
     if inspect.iscoroutine(fn):
         name = getattr(fn, "__name__", "fn")
+        fn.close()  # it will never run: close it, so no "never awaited" warning
+        # an async function runs on the loop: concur.call() is the fix for to_thread() too
+        fix = f"tg.{where}" if where in ("spawn", "start") else "concur.call"
         raise TypeError(
             f"{where}() takes a function and its arguments, not a coroutine object: "
-            f"write concur.{where}({name}, ...) instead of concur.{where}({name}(...))"
+            f"write {fix}({name}, ...) instead of {fix}({name}(...))"
         )
     if not callable(fn):
         raise TypeError(f"{where}() takes a callable, got {type(fn).__name__} {fn!r}")
@@ -394,7 +397,11 @@ async def _run_in_thread(
     job = _ThreadCall(fn, args, cleanups)
     if not abandon_on_cancel:
         try:
-            return cast(T, await anyio.to_thread.run_sync(job.run, limiter=limiter))
+            result = cast(T, await anyio.to_thread.run_sync(job.run, limiter=limiter))
+            # trio returns the result of a thread whose caller was cancelled meanwhile;
+            # asyncio raises: raise on both, as documented
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            return result
         finally:
             if job.state == _PENDING and job.cleanups:
                 _handoff.run_cleanups(job.cleanups)
@@ -405,7 +412,12 @@ async def _run_abandonable(job: _ThreadCall, limiter: anyio.CapacityLimiter) -> 
     job.lock = threading.Lock()
     job.limiter = limiter
     job.token = anyio.lowlevel.current_token()
-    await limiter.acquire_on_behalf_of(job)
+    try:
+        await limiter.acquire_on_behalf_of(job)
+    except BaseException:  # cancelled while waiting for a token: fn never runs
+        if job.cleanups:
+            _handoff.run_cleanups(job.cleanups)
+        raise
     try:
         result = await anyio.to_thread.run_sync(
             job.run_abandonable, abandon_on_cancel=True, limiter=_unlimited()
