@@ -1,0 +1,220 @@
+"""Feature generators over polars expressions: lags, rolling statistics, interactions."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Iterable
+from typing import Final, Literal, TypeAlias, final
+
+import attrs
+import polars as pl
+
+from ._common import (
+    as_ints,
+    as_names,
+    check_columns,
+    check_keys,
+    check_name,
+    check_windows,
+    numeric_columns,
+    prefixed,
+)
+from ._interfaces import SyncFeatureGenerator
+
+if sys.version_info >= (3, 12):
+    from typing import override
+else:
+    from typing_extensions import override
+
+__all__ = ["InteractionFeatures", "LagFeatures", "RollingFeatures"]
+
+Stat: TypeAlias = Literal["mean", "std", "min", "max"]
+STATS: Final[tuple[Stat, ...]] = ("mean", "std", "min", "max")
+
+
+def _as_stats(stats: Iterable[Stat]) -> tuple[Stat, ...]:
+    return tuple(stats)
+
+
+def _windowed(expr: pl.Expr, entity: str | None, order: str | None) -> pl.Expr:
+    """*expr* evaluated per entity, in *order* (or in row order), row-aligned."""
+    if entity is None and order is None:
+        return expr
+    if entity is None:
+        return expr.over(order_by=order)
+    return expr.over(entity, order_by=order)
+
+
+def _select(frame: pl.DataFrame, exprs: list[pl.Expr]) -> pl.DataFrame:
+    """The frame of *exprs* over *frame*; with no expressions, ``frame.height`` empty rows."""
+    if not exprs:
+        return pl.DataFrame(height=frame.height)
+    return frame.select(exprs)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class LagFeatures(SyncFeatureGenerator):
+    """Per-entity lags and differences of numeric columns over an order column.
+
+    For each input column ``c`` and each lag ``n`` it makes ``c_lag_n`` (the value ``n``
+    rows earlier in the same entity, in *order*) and, if *differences*, ``c_diff_n``
+    (``c - c_lag_n``). The first ``n`` rows of each entity are null.
+
+    Attributes:
+        name: the prefix of the output columns.
+        columns: the input columns; None means every numeric column but *entity*/*order*.
+        lags: the lags, in rows.
+        differences: also make the differences.
+        entity: the entity column; None means the whole frame is one entity.
+        order: the column ordering rows within an entity; None means row order.
+    """
+
+    name: str = "lag"
+    columns: tuple[str, ...] | None = attrs.field(default=None, converter=as_names)
+    lags: tuple[int, ...] = attrs.field(default=(1, 2), converter=as_ints)
+    differences: bool = True
+    entity: str | None = None
+    order: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        check_name(self.name, "LagFeatures")
+        check_columns(self.columns, "LagFeatures")
+        check_windows(self.lags, "lags", "LagFeatures")
+
+    @override
+    def generate(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Compute the lags and differences (blocking; polars runs it multi-threaded).
+
+        Raises:
+            ValueError: a named column is missing or not numeric.
+        """
+        check_keys(frame, self.entity, self.order, "LagFeatures")
+        inputs = numeric_columns(frame, self.columns, (self.entity, self.order), "LagFeatures")
+        exprs: list[pl.Expr] = []
+        for column, lag in itertools.product(inputs, self.lags):
+            shifted = _windowed(pl.col(column).cast(pl.Float64).shift(lag), self.entity, self.order)
+            exprs.append(shifted.alias(prefixed(self.name, f"{column}_lag_{lag}")))
+            if self.differences:
+                diff = pl.col(column).cast(pl.Float64) - shifted
+                exprs.append(diff.alias(prefixed(self.name, f"{column}_diff_{lag}")))
+        return _select(frame, exprs)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class RollingFeatures(SyncFeatureGenerator):
+    """Per-entity rolling mean, standard deviation, minimum and maximum over windows.
+
+    For each input column ``c``, window ``w`` and statistic ``s`` it makes ``c_s_w``: the
+    statistic over the ``w`` rows ending at the current one, within the entity, in
+    *order*. Rows with fewer than ``w`` values behind them are null.
+
+    Attributes:
+        name: the prefix of the output columns.
+        columns: the input columns; None means every numeric column but *entity*/*order*.
+        windows: the window sizes, in rows.
+        stats: which of ``"mean"``, ``"std"``, ``"min"``, ``"max"`` to compute.
+        entity: the entity column; None means the whole frame is one entity.
+        order: the column ordering rows within an entity; None means row order.
+    """
+
+    name: str = "rolling"
+    columns: tuple[str, ...] | None = attrs.field(default=None, converter=as_names)
+    windows: tuple[int, ...] = attrs.field(default=(3, 7), converter=as_ints)
+    stats: tuple[Stat, ...] = attrs.field(default=STATS, converter=_as_stats)
+    entity: str | None = None
+    order: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        check_name(self.name, "RollingFeatures")
+        check_columns(self.columns, "RollingFeatures")
+        check_windows(self.windows, "windows", "RollingFeatures")
+        bad = [s for s in self.stats if s not in STATS]
+        if bad or not self.stats:
+            raise ValueError(
+                f"RollingFeatures: stats must be some of {STATS!r}, got {self.stats!r}"
+            )
+
+    @override
+    def generate(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Compute the rolling statistics (blocking; polars runs it multi-threaded).
+
+        Raises:
+            ValueError: a named column is missing or not numeric.
+        """
+        check_keys(frame, self.entity, self.order, "RollingFeatures")
+        inputs = numeric_columns(frame, self.columns, (self.entity, self.order), "RollingFeatures")
+        exprs: list[pl.Expr] = []
+        for column, window, stat in itertools.product(inputs, self.windows, self.stats):
+            col = pl.col(column).cast(pl.Float64)
+            if stat == "mean":
+                rolled = col.rolling_mean(window)
+            elif stat == "std":
+                rolled = col.rolling_std(window)
+            elif stat == "min":
+                rolled = col.rolling_min(window)
+            else:
+                rolled = col.rolling_max(window)
+            expr = _windowed(rolled, self.entity, self.order)
+            exprs.append(expr.alias(prefixed(self.name, f"{column}_{stat}_{window}")))
+        return _select(frame, exprs)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class InteractionFeatures(SyncFeatureGenerator):
+    """Pairwise products and ratios of numeric columns.
+
+    For each pair of input columns ``a``, ``b`` (``a`` before ``b``) it makes ``a_mul_b``
+    and ``a_div_b``. A ratio is null where ``|b| <= epsilon`` (no division by zero, no
+    infinities).
+
+    Attributes:
+        name: the prefix of the output columns.
+        columns: the input columns; None means every numeric column but *entity*/*order*.
+        products: make the products.
+        ratios: make the ratios.
+        epsilon: denominators at most this large in absolute value give null.
+        entity: a column never used as an input (the entity key).
+        order: a column never used as an input (the order key).
+    """
+
+    name: str = "interaction"
+    columns: tuple[str, ...] | None = attrs.field(default=None, converter=as_names)
+    products: bool = True
+    ratios: bool = True
+    epsilon: float = 1e-12
+    entity: str | None = None
+    order: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        check_name(self.name, "InteractionFeatures")
+        check_columns(self.columns, "InteractionFeatures")
+        if not (self.products or self.ratios):
+            raise ValueError("InteractionFeatures: products and ratios are both off")
+        if not self.epsilon >= 0:
+            raise ValueError(f"InteractionFeatures: epsilon must be >= 0, got {self.epsilon}")
+
+    @override
+    def generate(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Compute the products and ratios (blocking; polars runs it multi-threaded).
+
+        Raises:
+            ValueError: a named column is missing or not numeric.
+        """
+        check_keys(frame, self.entity, self.order, "InteractionFeatures")
+        inputs = numeric_columns(
+            frame, self.columns, (self.entity, self.order), "InteractionFeatures"
+        )
+        exprs: list[pl.Expr] = []
+        for left, right in itertools.combinations(inputs, 2):
+            a = pl.col(left).cast(pl.Float64)
+            b = pl.col(right).cast(pl.Float64)
+            if self.products:
+                exprs.append((a * b).alias(prefixed(self.name, f"{left}_mul_{right}")))
+            if self.ratios:
+                ratio = pl.when(b.abs() > self.epsilon).then(a / b).otherwise(None)
+                exprs.append(ratio.alias(prefixed(self.name, f"{left}_div_{right}")))
+        return _select(frame, exprs)

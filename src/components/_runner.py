@@ -1,0 +1,301 @@
+"""The selection runner: every generator concurrently, then the selector."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from typing import Final, Literal, TypeAlias
+
+import anyio
+import polars as pl
+
+import concur
+from concur._calls import settings_var
+
+from ._common import raise_single
+from ._interfaces import FeatureGenerator, FeatureSelector, Selection, SyncFeatureGenerator
+from ._report import GeneratorRun, Kind, SelectionReport
+
+__all__ = ["OnError", "select_best_features", "usable_cpus"]
+
+OnError: TypeAlias = Literal["fail", "skip"]
+"""What the runner does when a generator fails."""
+
+ProgressHook: TypeAlias = Callable[[int, FeatureGenerator, GeneratorRun | None], None]
+
+# Private hook for the command line's progress display: called with (index, generator, None)
+# when a generator starts and (index, generator, run) when it ends, on the event loop.
+progress_hook: ContextVar[ProgressHook | None] = ContextVar(
+    "components.progress_hook", default=None
+)
+
+_ON_ERROR: Final = ("fail", "skip")
+
+
+def usable_cpus() -> int:
+    """The number of CPUs this process may run on (its affinity mask where there is one)."""
+    sched_getaffinity = getattr(os, "sched_getaffinity", None)
+    if sched_getaffinity is not None:
+        return max(1, len(sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def kind_of(generator: FeatureGenerator) -> Kind:
+    """``"thread"`` if the generator's work runs in a worker thread, else ``"async"``."""
+    if isinstance(generator, SyncFeatureGenerator) and (
+        type(generator).agenerate is SyncFeatureGenerator.agenerate
+    ):
+        return "thread"
+    return "async"
+
+
+def _check_arguments(
+    frame: object,
+    target: object,
+    generators: Sequence[FeatureGenerator],
+    selector: object,
+    k: object,
+    thread_limit: object,
+    on_error: object,
+    timeout: object,
+) -> None:
+    if not isinstance(frame, pl.DataFrame):
+        raise TypeError(f"frame must be a polars DataFrame, got {type(frame).__name__}")
+    if not isinstance(target, str):
+        raise TypeError(f"target must be a column name (str), got {type(target).__name__}")
+    if target not in frame.columns:
+        raise ValueError(f"target: no column {target!r} in the frame (columns: {frame.columns})")
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if thread_limit is not None:
+        if isinstance(thread_limit, bool) or not isinstance(thread_limit, int):
+            raise TypeError(f"thread_limit must be an int or None, got {thread_limit!r}")
+        if thread_limit < 1:
+            raise ValueError(f"thread_limit must be at least 1, got {thread_limit}")
+    if on_error not in _ON_ERROR:
+        raise ValueError(f'on_error must be "fail" or "skip", got {on_error!r}')
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
+        if math.isnan(timeout) or timeout < 0:
+            raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+    if not isinstance(selector, FeatureSelector):
+        raise TypeError(f"selector must be a FeatureSelector, got {type(selector).__name__}")
+    if not generators:
+        raise ValueError("generators must not be empty")
+    names: list[str] = []
+    for generator in generators:
+        if not isinstance(generator, FeatureGenerator):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(
+                f"generators must be FeatureGenerator objects, got {type(generator).__name__}"
+            )
+        name = getattr(generator, "name", None)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"generators: {generator!r} has no name (a non-empty str)")
+        names.append(name)
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(
+                f"generators: two generators are named {name!r}; give each a unique name="
+            )
+        seen.add(name)
+    for name in names:
+        for other in names:
+            if other.startswith(f"{name}__"):
+                raise ValueError(
+                    f"generators: the names {name!r} and {other!r} could clash after "
+                    f"prefixing ({name!r} + '__' starts {other!r}); rename one"
+                )
+
+
+def _limiter(thread_limit: int | None) -> anyio.CapacityLimiter:
+    if thread_limit is not None:
+        return anyio.CapacityLimiter(thread_limit)
+    if settings_var.get().limiter is not None:
+        return settings_var.get().current_limiter()
+    return anyio.CapacityLimiter(usable_cpus())
+
+
+def _prefix(generator: FeatureGenerator, result: object, height: int) -> pl.DataFrame:
+    """Check a generator's result and prefix its bare column names."""
+    name = generator.name
+    if not isinstance(result, pl.DataFrame):
+        raise TypeError(
+            f"generator {name!r} returned {type(result).__name__}, not a polars DataFrame"
+        )
+    if result.height != height:
+        raise ValueError(
+            f"generator {name!r} returned {result.height} rows for {height} input rows; "
+            "a generator's result must be row-aligned with its input"
+        )
+    prefix = f"{name}__"
+    renamed = {c: c if c.startswith(prefix) else prefix + c for c in result.columns}
+    if len(set(renamed.values())) != len(renamed):
+        raise ValueError(
+            f"generator {name!r} returned columns that clash after prefixing: {result.columns}"
+        )
+    return result.rename(renamed)
+
+
+async def select_best_features(
+    frame: pl.DataFrame,
+    *,
+    target: str,
+    generators: Sequence[FeatureGenerator],
+    selector: FeatureSelector,
+    k: int = 20,
+    thread_limit: int | None = None,
+    on_error: OnError = "fail",
+    timeout: float | None = None,
+) -> SelectionReport:
+    """Run every generator concurrently on *frame*, then select the best *k* features.
+
+    The generators receive *frame* without the *target* column; sync ones
+    (:class:`SyncFeatureGenerator`) run in worker threads, each on a clone of it, async
+    ones as tasks on the event loop, all in one :class:`concur.TaskGroup`. Bare output
+    columns are prefixed ``f"{name}__"``. The selector then runs on the union of the
+    features, with the target as a :class:`polars.Series`.
+
+    Args:
+        frame: the input data.
+        target: the name of the column to predict.
+        generators: the feature generators, with unique names.
+        selector: the feature selector.
+        k: the most features to select.
+        thread_limit: run at most this many thread calls at once. None means the limiter
+            of the enclosing :func:`concur.scope` or :class:`concur.TaskGroup` if one was
+            set, else one token per usable CPU (never anyio's default of 40).
+        on_error: ``"fail"``: the first failing generator cancels the others and its
+            exception propagates as it is. ``"skip"``: failures are recorded in the report
+            and the others go on.
+        timeout: seconds bounding the whole run, generators and selection.
+
+    Returns:
+        The :class:`SelectionReport`.
+
+    Cancellation: the generators still running are cancelled (a thread call is waited
+    for until its function returns, so no thread outlives the call; DuckDB cursors and
+    HTTP clients are closed), then the cancellation propagates. The timeout is such a
+    cancellation, raised as ``TimeoutError``.
+
+    Raises:
+        ValueError: ``k < 1``, an unknown *on_error*, ``thread_limit < 1``, a missing
+            *target* column, no generators, or generator names that clash (before anything
+            runs); a generator result that is not row-aligned or whose names clash.
+        TypeError: an argument of the wrong type, or a generator that did not return a
+            polars DataFrame.
+        ExceptionGroup: ``on_error="skip"`` and every generator failed
+            (``"all feature generators failed"``); or two or more generators failed at
+            once under ``"fail"``.
+        TimeoutError: *timeout* expired.
+    """
+    generators = tuple(generators)
+    _check_arguments(frame, target, generators, selector, k, thread_limit, on_error, timeout)
+    limiter = _limiter(thread_limit)
+    if timeout is None:
+        return await _run(frame, target, generators, selector, k, limiter, on_error)
+    with anyio.fail_after(timeout):
+        return await _run(frame, target, generators, selector, k, limiter, on_error)
+
+
+async def _run(
+    frame: pl.DataFrame,
+    target: str,
+    generators: tuple[FeatureGenerator, ...],
+    selector: FeatureSelector,
+    k: int,
+    limiter: anyio.CapacityLimiter,
+    on_error: OnError,
+) -> SelectionReport:
+    inputs = frame.drop(target)
+    height = inputs.height
+    runs: list[GeneratorRun | None] = [None] * len(generators)
+    outputs: list[pl.DataFrame | None] = [None] * len(generators)
+    hook = progress_hook.get()
+    cancelled_exc = anyio.get_cancelled_exc_class()
+    began = time.monotonic()
+
+    async def run_one(index: int, generator: FeatureGenerator) -> None:
+        kind = kind_of(generator)
+        started = time.monotonic() - began
+        if hook is not None:
+            hook(index, generator, None)
+
+        def record(
+            outcome: Literal["ok", "error", "cancelled"],
+            error: BaseException | None,
+            result: pl.DataFrame | None,
+        ) -> None:
+            run = GeneratorRun(
+                name=generator.name,
+                kind=kind,
+                started=started,
+                ended=time.monotonic() - began,
+                rows=0 if result is None else result.height,
+                columns=0 if result is None else result.width,
+                outcome=outcome,
+                error=error,
+            )
+            runs[index] = run
+            if hook is not None:
+                hook(index, generator, run)
+
+        try:
+            result = _prefix(generator, await generator.agenerate(inputs.clone()), height)
+        except cancelled_exc:
+            record("cancelled", None, None)
+            raise
+        except Exception as exc:
+            record("error", exc, None)
+            if on_error == "fail":
+                raise
+            return
+        outputs[index] = result
+        record("ok", None, result)
+
+    # async generators first: their waits overlap the thread work from the start
+    schedule = sorted(range(len(generators)), key=lambda i: kind_of(generators[i]) == "thread")
+    with concur.scope(limiter=limiter):
+        try:
+            async with concur.TaskGroup(name="select_best_features") as tg:
+                for index in schedule:
+                    handle: anyio.TaskHandle[None] = tg.spawn(
+                        run_one, index, generators[index], name=generators[index].name
+                    )
+                    del handle
+        except ExceptionGroup as group:
+            raise_single(group)
+        done = [run for run in runs if run is not None]
+        frames = [out for out in outputs if out is not None]
+        if not frames:
+            errors = [run.error for run in done if isinstance(run.error, Exception)]
+            raise ExceptionGroup("all feature generators failed", errors)
+        features = pl.concat(frames, how="horizontal") if len(frames) > 1 else frames[0]
+        selection = await selector.aselect(features, frame.get_column(target), k)
+    _check_selection(selector, selection, features, k)
+    return SelectionReport(
+        features=features.select(selection.names),
+        selection=selection,
+        generators=done,
+    )
+
+
+def _check_selection(
+    selector: FeatureSelector, selection: object, features: pl.DataFrame, k: int
+) -> None:
+    name = getattr(selector, "name", type(selector).__name__)
+    if not isinstance(selection, Selection):
+        raise TypeError(f"selector {name!r} returned {type(selection).__name__}, not a Selection")
+    unknown = [c for c in selection.names if c not in features.columns]
+    if unknown:
+        raise ValueError(f"selector {name!r} selected columns that are not features: {unknown}")
+    if len(selection.names) > k:
+        raise ValueError(
+            f"selector {name!r} selected {len(selection.names)} features, more than k={k}"
+        )
