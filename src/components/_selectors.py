@@ -58,9 +58,13 @@ def prepare(
         for name, dtype in features.schema.items()
         if (dtype.is_numeric() or dtype == pl.Boolean) and name != _TARGET
     ]
-    frame = features.select(
-        [pl.col(c).cast(pl.Float64).fill_nan(None) for c in candidates]
-    ).with_columns(target.cast(pl.Float64).fill_nan(None).alias(_TARGET))
+    frame = (
+        target.cast(pl.Float64)
+        .fill_nan(None)
+        .alias(_TARGET)
+        .to_frame()
+        .with_columns(features.select(candidates).cast(pl.Float64).fill_nan(None))
+    )
     return frame, candidates
 
 

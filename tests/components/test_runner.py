@@ -1,0 +1,260 @@
+"""The selection runner: concurrency, error modes, naming, limits and the planted features."""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+import attrs
+import polars as pl
+import pytest
+
+import concur
+from components import (
+    PLANTED_FEATURES,
+    TARGET,
+    CorrelationSelector,
+    FeatureGenerator,
+    InteractionFeatures,
+    LagFeatures,
+    RollingFeatures,
+    Selection,
+    SQLWindowFeatures,
+    SyncFeatureGenerator,
+    SyncFeatureSelector,
+    make_dataset,
+    select_best_features,
+)
+from concur._calls import settings_var
+
+
+def _frame() -> pl.DataFrame:
+    return pl.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": [2.0, 4.0, 6.0, 9.0]})
+
+
+@attrs.frozen
+class _Double(SyncFeatureGenerator):
+    name: str = "double"
+    seen: list[list[str]] = attrs.field(factory=list, eq=False)
+
+    def generate(self, frame: pl.DataFrame) -> pl.DataFrame:
+        self.seen.append(frame.columns)
+        return frame.select((pl.col("x") * 2).alias("x2"), (pl.col("x") + 1).alias("double__x1"))
+
+
+@attrs.frozen(eq=False)
+class _Async(FeatureGenerator):
+    """An async generator that can wait on an event and record what happened to it."""
+
+    name: str = "async"
+    wait: anyio.Event | None = None
+    started: anyio.Event = attrs.field(factory=anyio.Event)
+    cancelled: list[bool] = attrs.field(factory=list)
+    fail: BaseException | None = None
+    result: object = None
+
+    async def agenerate(self, frame: pl.DataFrame) -> pl.DataFrame:
+        self.started.set()
+        if self.wait is not None:
+            try:
+                await self.wait.wait()
+            except anyio.get_cancelled_exc_class():
+                self.cancelled.append(True)
+                raise
+        if self.fail is not None:
+            raise self.fail
+        if self.result is not None:
+            return self.result  # type: ignore[return-value]
+        return frame.select((pl.col("x") * -1).alias("neg"))
+
+
+@attrs.frozen(eq=False)
+class _LimiterProbe(FeatureGenerator):
+    name: str = "probe"
+    seen: list[anyio.CapacityLimiter] = attrs.field(factory=list)
+
+    async def agenerate(self, frame: pl.DataFrame) -> pl.DataFrame:
+        self.seen.append(settings_var.get().current_limiter())
+        return frame.select(pl.col("x").alias("same"))
+
+
+async def test_mixed_sync_and_async_generators_run_and_are_prefixed() -> None:
+    """Sync and async generators both run; bare names get the prefix, prefixed ones keep it."""
+    sync, asyn = _Double(), _Async()
+    report = await select_best_features(
+        _frame(), target="y", generators=[sync, asyn], selector=CorrelationSelector(), k=5
+    )
+    assert sync.seen == [["x"]]  # the target never reaches a generator
+    assert set(report.selection.scores) == {"double__x2", "double__x1", "async__neg"}
+    assert report.features.columns == list(report.selection.names)
+    assert report.features.height == 4
+    runs = {run.name: run for run in report.generators}
+    assert runs["double"].kind == "thread"
+    assert runs["async"].kind == "async"
+    assert all(run.outcome == "ok" and run.rows == 4 for run in runs.values())
+    assert runs["double"].columns == 2
+    assert [run.name for run in report.generators] == ["double", "async"]
+
+
+async def test_fail_mode_cancels_the_siblings_and_raises_the_error_bare() -> None:
+    """The first failure cancels the other generators and propagates unwrapped."""
+    waiter = _Async(name="waiter", wait=anyio.Event())
+    failing = _Async(name="failing", fail=KeyError("boom"))
+    with pytest.raises(KeyError, match="boom"):
+        await select_best_features(
+            _frame(), target="y", generators=[waiter, failing], selector=CorrelationSelector()
+        )
+    assert waiter.cancelled == [True]
+
+
+async def test_skip_mode_records_failures_and_keeps_the_rest() -> None:
+    """With on_error="skip" a failure is reported and the others' features are used."""
+    failing = _Async(name="failing", fail=RuntimeError("down"))
+    report = await select_best_features(
+        _frame(),
+        target="y",
+        generators=[failing, _Double()],
+        selector=CorrelationSelector(),
+        on_error="skip",
+    )
+    runs = {run.name: run for run in report.generators}
+    assert runs["failing"].outcome == "error"
+    assert isinstance(runs["failing"].error, RuntimeError)
+    assert runs["failing"].columns == 0
+    assert runs["double"].outcome == "ok"
+    assert all(name.startswith("double__") for name in report.selection.scores)
+
+
+async def test_skip_mode_with_every_generator_failing_raises_a_group() -> None:
+    """When all generators fail under "skip", an ExceptionGroup holds every error."""
+    gens = [_Async(name="a", fail=ValueError("a")), _Async(name="b", fail=OSError("b"))]
+    with pytest.RaisesGroup(ValueError, OSError, match="all feature generators failed"):
+        await select_best_features(
+            _frame(), target="y", generators=gens, selector=CorrelationSelector(), on_error="skip"
+        )
+
+
+async def test_timeout_bounds_the_whole_run() -> None:
+    """A run that does not finish within timeout raises TimeoutError, cancelling generators."""
+    waiter = _Async(wait=anyio.Event())
+    with pytest.raises(TimeoutError):
+        await select_best_features(
+            _frame(), target="y", generators=[waiter], selector=CorrelationSelector(), timeout=0.05
+        )
+    assert waiter.cancelled == [True]
+
+
+async def test_duplicate_or_clashing_names_fail_before_anything_runs() -> None:
+    """Two generators named alike, or names that could clash once prefixed, raise first."""
+    first, second = _Async(name="g"), _Async(name="g")
+    with pytest.raises(ValueError, match="two generators are named 'g'"):
+        await select_best_features(
+            _frame(), target="y", generators=[first, second], selector=CorrelationSelector()
+        )
+    assert not first.started.is_set()
+    assert not second.started.is_set()
+    a, b = _Async(name="a"), _Async(name="a__b")
+    with pytest.raises(ValueError, match="clash"):
+        await select_best_features(
+            _frame(), target="y", generators=[a, b], selector=CorrelationSelector()
+        )
+    assert not a.started.is_set()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"k": 0}, ValueError, "k must be at least 1"),
+        ({"on_error": "ignore"}, ValueError, "on_error"),
+        ({"thread_limit": 0}, ValueError, "thread_limit"),
+        ({"timeout": -1}, ValueError, "timeout"),
+        ({"target": "nope"}, ValueError, "target"),
+        ({"generators": []}, ValueError, "generators"),
+        ({"selector": "correlation"}, TypeError, "selector"),
+        ({"generators": [LagFeatures, LagFeatures()]}, TypeError, "generators"),
+    ],
+)
+async def test_bad_arguments_raise_naming_the_argument(
+    kwargs: dict[str, object], error: type[Exception], match: str
+) -> None:
+    """Bad arguments raise ValueError or TypeError naming the argument."""
+    arguments: dict[str, object] = {
+        "target": "y",
+        "generators": [_Async()],
+        "selector": CorrelationSelector(),
+        **kwargs,
+    }
+    with pytest.raises(error, match=match):
+        await select_best_features(_frame(), **arguments)  # type: ignore[arg-type]
+
+
+async def test_results_that_are_not_row_aligned_frames_are_refused() -> None:
+    """A generator returning the wrong number of rows, or no frame, fails the run."""
+    short = _Async(result=pl.DataFrame({"a": [1.0]}))
+    with pytest.raises(ValueError, match="row-aligned"):
+        await select_best_features(
+            _frame(), target="y", generators=[short], selector=CorrelationSelector()
+        )
+    wrong = _Async(result=[1, 2, 3, 4])
+    with pytest.raises(TypeError, match="not a polars DataFrame"):
+        await select_best_features(
+            _frame(), target="y", generators=[wrong], selector=CorrelationSelector()
+        )
+
+
+async def test_thread_limit_defaults_to_the_enclosing_limiter_else_the_usable_cpus() -> None:
+    """thread_limit=None uses the ambient limiter if set, else one token per usable CPU."""
+    probe = _LimiterProbe()
+    selector = CorrelationSelector()
+    await select_best_features(_frame(), target="y", generators=[probe], selector=selector)
+    assert probe.seen[-1].total_tokens == len(os.sched_getaffinity(0))
+    limiter = anyio.CapacityLimiter(3)
+    with concur.scope(limiter=limiter):
+        await select_best_features(_frame(), target="y", generators=[probe], selector=selector)
+    assert probe.seen[-1] is limiter
+    async with concur.TaskGroup(limiter=limiter):
+        await select_best_features(_frame(), target="y", generators=[probe], selector=selector)
+    assert probe.seen[-1] is limiter
+    await select_best_features(
+        _frame(), target="y", generators=[probe], selector=selector, thread_limit=5
+    )
+    assert probe.seen[-1].total_tokens == 5
+
+
+@attrs.frozen
+class _Greedy(SyncFeatureSelector):
+    name: str = "greedy"
+
+    def select(self, features: pl.DataFrame, target: pl.Series, k: int) -> Selection:
+        return Selection(features.columns, dict.fromkeys(features.columns, 1.0))
+
+
+async def test_a_selector_choosing_more_than_k_is_refused() -> None:
+    """A selector result with more than k names raises ValueError naming the selector."""
+    with pytest.raises(ValueError, match="'greedy'"):
+        await select_best_features(
+            _frame(), target="y", generators=[_Double()], selector=_Greedy(), k=1
+        )
+
+
+@pytest.mark.bound(120)
+async def test_the_planted_features_are_selected_on_the_built_in_data() -> None:
+    """On a small built-in data set the three planted features are among those selected."""
+    frame = make_dataset(20_000, seed=7)
+    keys = {"entity": "entity", "order": "order"}
+    with SQLWindowFeatures(**keys) as sql:
+        report = await select_best_features(
+            frame,
+            target=TARGET,
+            generators=[
+                LagFeatures(**keys),
+                RollingFeatures(**keys),
+                InteractionFeatures(**keys),
+                sql,
+            ],
+            selector=CorrelationSelector(),
+            k=10,
+        )
+    assert set(PLANTED_FEATURES) <= set(report.selection.names)
+    assert set(report.selection.names[:3]) == set(PLANTED_FEATURES)
+    assert all(run.outcome == "ok" for run in report.generators)
