@@ -520,3 +520,18 @@ async def test_safe_builtin_values_pass_under_strict() -> None:
 
     with concur.scope(handoff="strict"):
         assert await concur.call(same, *values)
+
+
+def test_import_concur_is_light() -> None:
+    """import concur imports no polars, DuckDB, pyarrow or trio."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, concur; "
+        "print([m for m in ('polars', 'duckdb', 'pyarrow', 'trio') if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"

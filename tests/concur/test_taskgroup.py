@@ -334,3 +334,46 @@ async def test_spawned_handle_awaitable_for_results() -> None:
             tg.spawn(functools.partial(add, 5), 6),
         ]
     assert [await h for h in handles] == [3, 7, 11]
+
+
+async def test_group_timeout_not_ambient_in_spawned_tasks() -> None:
+    """Inside a spawned task the group's timeout is not the default for nested calls."""
+
+    async def nested_default() -> float | None:
+        return concur.scope().settings.timeout
+
+    with concur.scope(timeout=30):
+        async with concur.TaskGroup(timeout=10) as tg:
+            handle = tg.spawn(nested_default)
+            body_default = concur.scope().settings.timeout
+    assert await handle == 30
+    assert body_default == 30
+
+
+async def test_spawn_from_another_task_gets_group_settings() -> None:
+    """A task outside the group that spawns into it still gives the task the group's settings."""
+    limiter = anyio.CapacityLimiter(2)
+
+    def probe() -> float:
+        return limiter.borrowed_tokens
+
+    async def component() -> float:
+        return await concur.to_thread(probe)
+
+    handles: list[anyio.TaskHandle[float]] = []
+    groups: list[concur.TaskGroup] = []
+    ready, spawned = anyio.Event(), anyio.Event()
+
+    async def spawner() -> None:  # started before the group: its context lacks the settings
+        await ready.wait()
+        handles.append(groups[0].spawn(component))
+        handles.append(groups[0].spawn(probe))
+        spawned.set()
+
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(spawner)
+        async with concur.TaskGroup(limiter=limiter) as tg:
+            groups.append(tg)
+            ready.set()
+            await spawned.wait()
+    assert [await h >= 1 for h in handles] == [True, True]
