@@ -19,6 +19,7 @@ from anyio import get_cancelled_exc_class as get_cancelled_exc_class
 from anyio import move_on_after as move_on_after
 
 from . import handoff as handoff
+from . import streams as streams
 
 # --- foundation
 from ._calls import call as call
@@ -31,6 +32,15 @@ from ._errors import UnsafeHandoffWarning as UnsafeHandoffWarning
 from ._taskgroup import TaskGroup as TaskGroup
 
 # --- wait strategies (issue 3)
+from ._wait import Err as Err
+from ._wait import Ok as Ok
+from ._wait import Outcome as Outcome
+from ._wait import amap as amap
+from ._wait import first_success as first_success
+from ._wait import gather as gather
+from ._wait import gather_settled as gather_settled
+from ._wait import map_async as map_async
+from ._wait import race as race
 
 # --- interop (issue 5)
 
@@ -39,21 +49,31 @@ __all__ = (
     "CapacityLimiter",
     "ConcurError",
     "Condition",
+    "Err",
     "Event",
     "Lock",
+    "Ok",
+    "Outcome",
     "Semaphore",
     "TaskGroup",
     "TaskHandle",
     "UnsafeHandoffError",
     "UnsafeHandoffWarning",
+    "amap",
     "call",
     "check_cancelled",
     "create_memory_object_stream",
     "fail_after",
+    "first_success",
+    "gather",
+    "gather_settled",
     "get_cancelled_exc_class",
     "handoff",
+    "map_async",
     "move_on_after",
+    "race",
     "scope",
+    "streams",
     "to_thread",
 )
 

@@ -1,0 +1,332 @@
+"""Bounded maps side by side: concur.map_async / concur.amap vs aiometer and raw pools.
+
+Run ``python -m benchmarks.bench_map [--quick]``: each backend runs in a process of its
+own (``--backend asyncio`` runs one inline). 20,000 trivial jobs (one checkpoint each) at
+limit=100, every variant once per round, rounds interleaved in a rotating order; figures
+are jobs/s (min/median/max over the rounds) and the peak RSS growth during a sample. Then
+``concur.amap`` over 10k, 100k and 1,000,000 items shows that its memory is flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aiometer
+import anyio
+import anyio.lowlevel
+import psutil
+
+import concur
+from benchmarks.bench_core import interleave
+
+LIMIT = 100
+Sample = Callable[[], Awaitable[float]]
+
+_PROC = psutil.Process()
+
+
+@contextmanager
+def peak_rss() -> Iterator[list[int]]:
+    """Sample RSS every 2 ms in a thread; yields a box that receives the peak growth."""
+    box = [0]
+    start = _PROC.memory_info().rss
+    stop = threading.Event()
+
+    def sampler() -> None:
+        peak = start
+        while not stop.wait(0.002):
+            peak = max(peak, _PROC.memory_info().rss)
+        box[0] = max(peak, _PROC.memory_info().rss) - start
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    thread.start()
+    try:
+        yield box
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _job_for(backend: str) -> Callable[[int], Awaitable[int]]:
+    if backend == "trio":
+        import trio
+
+        checkpoint = trio.lowlevel.checkpoint
+
+        async def trio_job(i: int) -> int:
+            await checkpoint()
+            return i
+
+        return trio_job
+
+    async def asyncio_job(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    return asyncio_job
+
+
+# --- the variants: each returns the list of results (or consumes a stream) -----------------
+
+
+def variants(backend: str, n: int) -> dict[str, Callable[[], Awaitable[Any]]]:
+    job = _job_for(backend)
+
+    async def concur_map_async() -> Any:
+        return await concur.map_async(job, range(n), limit=LIMIT)
+
+    async def aiometer_run_all() -> Any:
+        return await aiometer.run_all(
+            [functools.partial(job, i) for i in range(n)], max_at_once=LIMIT
+        )
+
+    async def concur_amap() -> Any:
+        out = []
+        async with concur.amap(job, range(n), limit=LIMIT) as results:
+            async for r in results:
+                out.append(r)
+        return out
+
+    async def aiometer_amap() -> Any:
+        out = []
+        async with aiometer.amap(job, range(n), max_at_once=LIMIT) as results:
+            async for r in results:
+                out.append(r)
+        return out
+
+    async def anyio_pool() -> Any:
+        results: list[Any] = [None] * n
+        send, recv = anyio.create_memory_object_stream[int](LIMIT)
+
+        async def worker() -> None:
+            async for i in recv:
+                results[i] = await job(i)
+
+        async with recv, anyio.create_task_group() as tg:
+            for _ in range(LIMIT):
+                tg.start_soon(worker)
+            async with send:
+                for i in range(n):
+                    await send.send(i)
+        return results
+
+    async def anyio_pool_stream() -> Any:
+        send, recv = anyio.create_memory_object_stream[int](LIMIT)
+        out_send, out_recv = anyio.create_memory_object_stream[int](LIMIT)
+        out = []
+
+        async def worker(out_send: Any) -> None:
+            async with out_send:
+                async for i in recv:
+                    await out_send.send(await job(i))
+
+        async def producer() -> None:
+            async with send:
+                for i in range(n):
+                    await send.send(i)
+
+        async with anyio.create_task_group() as tg:
+            async with out_send:
+                for _ in range(LIMIT):
+                    tg.start_soon(worker, out_send.clone())
+                tg.start_soon(producer)
+            async with out_recv:
+                async for r in out_recv:
+                    out.append(r)
+        return out
+
+    async def anyio_limiter() -> Any:
+        limiter = anyio.CapacityLimiter(LIMIT)
+        results: list[Any] = [None] * n
+
+        async def one(i: int) -> None:
+            async with limiter:
+                results[i] = await job(i)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, i)
+        return results
+
+    out: dict[str, Callable[[], Awaitable[Any]]] = {
+        "concur.map_async": concur_map_async,
+        "aiometer.run_all": aiometer_run_all,
+        "concur.amap": concur_amap,
+        "aiometer.amap": aiometer_amap,
+        "anyio worker pool": anyio_pool,
+        "anyio worker pool (stream)": anyio_pool_stream,
+        "anyio CapacityLimiter+tg": anyio_limiter,
+    }
+
+    if backend == "asyncio":
+
+        async def raw_asyncio() -> Any:
+            sem = asyncio.Semaphore(LIMIT)
+
+            async def one(i: int) -> int:
+                try:
+                    return await job(i)
+                finally:
+                    sem.release()
+
+            tasks = []
+            for i in range(n):
+                await sem.acquire()
+                tasks.append(asyncio.create_task(one(i)))
+            return await asyncio.gather(*tasks)
+
+        out["raw asyncio Semaphore"] = raw_asyncio
+    else:
+        import trio
+
+        async def raw_trio() -> Any:
+            limiter = trio.CapacityLimiter(LIMIT)
+            results: list[Any] = [None] * n
+
+            async def one(i: int) -> None:
+                try:
+                    results[i] = await job(i)
+                finally:
+                    limiter.release_on_behalf_of(i)
+
+            async with trio.open_nursery() as nursery:
+                for i in range(n):
+                    await limiter.acquire_on_behalf_of(i)
+                    nursery.start_soon(one, i)
+            return results
+
+        out["raw trio CapacityLimiter"] = raw_trio
+    return out
+
+
+def _timed(
+    fn: Callable[[], Awaitable[Any]], n: int, rss: dict[str, list[int]], name: str
+) -> Sample:
+    async def sample() -> float:
+        with peak_rss() as box:
+            started = time.perf_counter()
+            result = await fn()
+            elapsed = time.perf_counter() - started
+        if result is not None:
+            assert len(result) == n, (name, len(result))
+        rss.setdefault(name, []).append(box[0])
+        return elapsed
+
+    return sample
+
+
+async def throughput(backend: str, n: int, rounds: int) -> list[dict[str, Any]]:
+    rss: dict[str, list[int]] = {}
+    samples = await interleave(
+        {name: _timed(fn, n, rss, name) for name, fn in variants(backend, n).items()},
+        rounds,
+    )
+    rows = []
+    for name, times in samples.items():
+        rows.append(
+            {
+                "name": name,
+                "min": n / max(times),
+                "median": n / statistics.median(times),
+                "max": n / min(times),
+                "rss_mib": statistics.median(rss[name]) / 2**20,
+            }
+        )
+    return rows
+
+
+async def flat_memory(backend: str, sizes: list[int]) -> list[tuple[int, float, float]]:
+    """``concur.amap`` over *sizes* items: (items, seconds, peak RSS growth in MiB)."""
+    job = _job_for(backend)
+    rows = []
+    for n in sizes:
+        count = 0
+        with peak_rss() as box:
+            started = time.perf_counter()
+            async with concur.amap(job, range(n), limit=LIMIT) as results:
+                async for _ in results:
+                    count += 1
+            elapsed = time.perf_counter() - started
+        assert count == n
+        rows.append((n, elapsed, box[0] / 2**20))
+    return rows
+
+
+def report(
+    backend: str, rows: list[dict[str, Any]], flat: list[tuple[int, float, float]], n: int
+) -> None:
+    by = {row["name"]: row for row in rows}
+    print(
+        f"\n[{backend}] {n:,} trivial jobs at limit={LIMIT}: "
+        "jobs/s median (min / max), peak RSS growth"
+    )
+    for row in rows:
+        print(
+            f"  {row['name']:<28} {row['median']:>9,.0f}  "
+            f"({row['min']:>9,.0f} / {row['max']:>9,.0f})   {row['rss_mib']:6.1f} MiB"
+        )
+    raw = "raw asyncio Semaphore" if backend == "asyncio" else "raw trio CapacityLimiter"
+    print(f"\n[{backend}] ratios of median throughput (concur / baseline; > 1 is faster)")
+    baselines = ["aiometer", "anyio worker pool", "anyio CapacityLimiter+tg", raw]
+    for ours, peer, pool in (
+        ("concur.map_async", "aiometer.run_all", "anyio worker pool"),
+        ("concur.amap", "aiometer.amap", "anyio worker pool (stream)"),
+    ):
+        cells = []
+        for base in baselines:
+            name = peer if base == "aiometer" else (pool if base == "anyio worker pool" else base)
+            cells.append(f"{name}: {by[ours]['median'] / by[name]['median']:.2f}x")
+        print(f"  {ours:<18} " + ", ".join(cells))
+    print("\n  budgets:")
+    for ours, peer, pool in (
+        ("concur.map_async", "aiometer.run_all", "anyio worker pool"),
+        ("concur.amap", "aiometer.amap", "anyio worker pool (stream)"),
+    ):
+        speed = by[ours]["median"] / by[peer]["median"]
+        time_ratio = by[pool]["median"] / by[ours]["median"]
+        print(f"  {'ok  ' if speed >= 1.5 else 'OVER'} {ours} / {peer}: {speed:.2f}x (>= 1.50x)")
+        print(
+            f"  {'ok  ' if time_ratio <= 1.3 else 'OVER'} {ours} time / {pool} time: "
+            f"{time_ratio:.2f}x (<= 1.30x)"
+        )
+    print(f"\n[{backend}] concur.amap memory, limit={LIMIT}: items, seconds, peak RSS growth")
+    for items, seconds, mib in flat:
+        print(f"  {items:>10,} items  {seconds:7.2f} s  {mib:6.1f} MiB")
+
+
+async def main_async(backend: str, quick: bool) -> None:
+    n = 20_000
+    rounds = 3 if quick else 7
+    rows = await throughput(backend, n, rounds)
+    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
+    flat = await flat_memory(backend, sizes)
+    report(backend, rows, flat, n)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--backend", choices=["asyncio", "trio"], default=None)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.backend is None:
+        for backend in ("asyncio", "trio"):
+            cmd = [sys.executable, "-m", "benchmarks.bench_map", "--backend", backend]
+            if args.quick:
+                cmd.append("--quick")
+            subprocess.run(cmd, check=True)
+        return
+    anyio.run(main_async, args.backend, args.quick, backend=args.backend)
+
+
+if __name__ == "__main__":
+    main()
