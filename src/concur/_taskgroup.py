@@ -223,11 +223,16 @@ class TaskGroup:
         if not is_async_callable(fn):
             check_callable(fn, "start")
             raise TypeError(f"start() needs an async function taking task_status=, got {fn!r}")
-        return await tg.start(
-            cast("Callable[..., Coroutine[Any, Any, Any]]", fn),
-            *args,
-            name=self._task_name(fn, name),
-        )
+        # the started task copies the caller's context: put the group's settings in it
+        token = settings_var.set(cast(Settings, self._settings))
+        try:
+            return await tg.start(
+                cast("Callable[..., Coroutine[Any, Any, Any]]", fn),
+                *args,
+                name=self._task_name(fn, name),
+            )
+        finally:
+            settings_var.reset(token)
 
     def cancel(self) -> None:
         """Cancel every task of the group, and the body (as ``cancel_scope.cancel()``)."""

@@ -377,3 +377,29 @@ async def test_spawn_from_another_task_gets_group_settings() -> None:
             ready.set()
             await spawned.wait()
     assert [await h >= 1 for h in handles] == [True, True]
+
+
+async def test_start_from_another_task_gets_group_settings() -> None:
+    """A task started with start() from a task outside the group gets the group's settings."""
+    limiter = anyio.CapacityLimiter(2)
+    seen: list[bool] = []
+    groups: list[concur.TaskGroup] = []
+    ready, done = anyio.Event(), anyio.Event()
+
+    async def service(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        seen.append(concur.scope().settings.limiter is limiter)
+        task_status.started()
+
+    async def starter() -> None:  # started before the group: its context lacks the settings
+        await ready.wait()
+        await groups[0].start(service)
+        seen.append(concur.scope().settings.limiter is limiter)  # the caller's are restored
+        done.set()
+
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(starter)
+        async with concur.TaskGroup(limiter=limiter) as tg:
+            groups.append(tg)
+            ready.set()
+            await done.wait()
+    assert seen == [True, False]
