@@ -20,6 +20,7 @@ import anyio.to_thread
 import attrs
 
 from . import _handoff
+from ._backends import _asyncio as _asyncio_fast
 from ._handoff import POLICIES, Policy
 
 __all__ = ["Settings", "call", "check_cancelled", "scope", "to_thread"]
@@ -325,8 +326,28 @@ class _ThreadCall:
                 with lock:
                     abandoned = self.abandoned()
                     self.state = _DONE
-                if abandoned:
+                if abandoned and self.limiter is not None:
                     self._release_from_thread()
+
+    def discard(self) -> None:
+        """On the loop: the thread function will never run; run the cleanups here."""
+        if self.cleanups:
+            _handoff.run_cleanups(self.cleanups)
+
+    def abandon(self) -> int:
+        """On the loop: the caller leaves; returns the state the thread call was in.
+
+        A call that had not started will not run (its cleanups run now); a running one is
+        left to finish on its own.
+        """
+        assert self.lock is not None
+        with self.lock:
+            state = self.state
+            if state != _DONE:
+                self.state = _ABANDONED
+        if state == _PENDING:
+            self.discard()
+        return state
 
     def abandoned(self) -> bool:
         """Whether the caller has left without the result (set from the event loop)."""
@@ -395,6 +416,11 @@ async def _run_in_thread(
 ) -> T:
     fn, args, cleanups = _handoff.hand_args(fn, args, policy)
     job = _ThreadCall(fn, args, cleanups)
+    backend = _asyncio_fast.current_async_library()
+    if backend == "asyncio" and _asyncio_fast.FAST_PATH:
+        return cast(
+            T, await _asyncio_fast.run_in_pool(job.run, limiter, abandon_on_cancel, job.discard)
+        )
     if not abandon_on_cancel:
         try:
             result = cast(T, await anyio.to_thread.run_sync(job.run, limiter=limiter))
@@ -405,34 +431,41 @@ async def _run_in_thread(
         finally:
             if job.state == _PENDING and job.cleanups:
                 _handoff.run_cleanups(job.cleanups)
+    if backend == "trio":
+        # trio itself keeps the token of an abandoned thread until the thread ends
+        return cast(T, await _run_abandonable_trio(job, limiter))
     return cast(T, await _run_abandonable(job, limiter))
 
 
+async def _run_abandonable_trio(job: _ThreadCall, limiter: anyio.CapacityLimiter) -> Any:
+    job.lock = threading.Lock()
+    try:
+        return await anyio.to_thread.run_sync(
+            job.run_abandonable, abandon_on_cancel=True, limiter=limiter
+        )
+    except BaseException:
+        job.abandon()
+        raise
+
+
 async def _run_abandonable(job: _ThreadCall, limiter: anyio.CapacityLimiter) -> Any:
+    # The generic path: concur holds its own token and anyio gets an unlimited limiter,
+    # since anyio on asyncio would give the token back as soon as the caller is cancelled.
     job.lock = threading.Lock()
     job.limiter = limiter
     job.token = anyio.lowlevel.current_token()
     try:
         await limiter.acquire_on_behalf_of(job)
     except BaseException:  # cancelled while waiting for a token: fn never runs
-        if job.cleanups:
-            _handoff.run_cleanups(job.cleanups)
+        job.discard()
         raise
     try:
         result = await anyio.to_thread.run_sync(
             job.run_abandonable, abandon_on_cancel=True, limiter=_unlimited()
         )
     except BaseException:
-        with job.lock:
-            state = job.state
-            if state != _DONE:
-                job.state = _ABANDONED
-        if state == _DONE:
+        if job.abandon() != _RUNNING:
             limiter.release_on_behalf_of(job)
-        elif state == _PENDING:
-            limiter.release_on_behalf_of(job)
-            if job.cleanups:
-                _handoff.run_cleanups(job.cleanups)
         # _RUNNING: the thread releases the token when the function has returned
         raise
     limiter.release_on_behalf_of(job)
