@@ -134,6 +134,8 @@ class Settings:
 
 
 DEFAULT_SETTINGS: Final = Settings()
+_INHERIT: Final = cast(Policy, "inherit")  # marks a handoff policy that was not given
+_UNSET: Final = Settings(handoff=_INHERIT)
 settings_var: ContextVar[Settings] = ContextVar("concur.settings", default=DEFAULT_SETTINGS)
 
 
@@ -209,7 +211,7 @@ class scope:
             policy or a negative timeout.
     """
 
-    __slots__ = ("_settings", "_tokens")
+    __slots__ = ("_own", "_tokens")
 
     def __init__(
         self,
@@ -219,8 +221,9 @@ class scope:
         handoff: Policy | None = None,
         timeout: float | None = None,
     ) -> None:
-        self._settings = derive_settings(
-            settings_var.get(),
+        # Only what is given is the scope's own; the rest is inherited where it is entered.
+        self._own = derive_settings(
+            _UNSET,
             thread_limit=thread_limit,
             limiter=limiter,
             handoff=handoff,
@@ -231,11 +234,17 @@ class scope:
 
     @property
     def settings(self) -> Settings:
-        """The settings this scope puts in force."""
-        return self._settings
+        """The settings this scope puts in force, entered here and now."""
+        parent = settings_var.get()
+        own = self._own
+        return Settings(
+            limiter=parent.limiter if own.limiter is None else own.limiter,
+            handoff=parent.handoff if own.handoff is _INHERIT else own.handoff,
+            timeout=parent.timeout if own.timeout is None else own.timeout,
+        )
 
     def __enter__(self) -> scope:
-        self._tokens.append(settings_var.set(self._settings))
+        self._tokens.append(settings_var.set(self.settings))
         return self
 
     def __exit__(self, *exc_info: object) -> None:

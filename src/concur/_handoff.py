@@ -182,7 +182,17 @@ def _lookup(tp: type[Any]) -> tuple[_Kind, Rule | None]:
     return found
 
 
-def _refuse(value: object, policy: Policy, stacklevel: int) -> None:
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside concur."""
+    frame: types.FrameType | None = sys._getframe(2)  # pyright: ignore[reportPrivateUsage]
+    level = 3
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("concur"):
+        frame = frame.f_back
+        level += 1
+    return level - 1
+
+
+def _refuse(value: object, policy: Policy) -> None:
     tp = type(value)
     name = f"{tp.__module__}.{tp.__qualname__}"
     if policy == "strict":
@@ -196,7 +206,7 @@ def _refuse(value: object, policy: Policy, stacklevel: int) -> None:
         f"thread-safe: pass a copy, register a rule with "
         f'@concur.handoff.register({tp.__qualname__}), or use handoff="off" to silence this',
         UnsafeHandoffWarning,
-        stacklevel=stacklevel,
+        stacklevel=_user_stacklevel(),
     )
 
 
@@ -228,7 +238,7 @@ def _hand(value: object, policy: Policy, cleanups: list[Cleanup]) -> object:
         make = getattr(type(value), "_make", None)
         rebuild: Any = make if make is not None else type(value)
         return rebuild(new)
-    _refuse(value, policy, stacklevel=6)
+    _refuse(value, policy)
     return value
 
 
