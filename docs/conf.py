@@ -36,4 +36,5 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(CapacityLimiter|CancelScope|TaskHandle|Settings|Future|Context)"),
     (r"py:class", r"(ExceptionGroup|BaseExceptionGroup|Exception|BaseException)"),
     (r"py:.*", r"(DataFrame|Series|LazyFrame|DuckDBPyConnection|EventLoopToken)"),
+    (r"py:.*", r"(Stat|Kind|OnError)"),  # components' Literal aliases
 ]

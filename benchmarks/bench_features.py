@@ -1,0 +1,175 @@
+"""The selection runner side by side with serial calls and a hand-written anyio version.
+
+Run as ``python -m benchmarks.bench_features [--quick] [--backend asyncio|trio]``. One
+process times, in interleaved rounds (every variant once per round, rotating the order),
+on the built-in data set (1,000,000 rows; ``--quick``: 200,000):
+
+- ``runner``: ``await components.select_best_features(...)`` with its defaults;
+- ``serial``: the same generators' ``generate()`` called one after another, then the same
+  selector, in the main thread;
+- ``anyio``: a hand-written version: an anyio task group, ``anyio.to_thread.run_sync`` under
+  a ``CapacityLimiter`` of the usable CPUs, then the selector in a thread.
+
+All three do the same work: the four CLI generators (lag, rolling, interaction, SQL
+window), prefixing, the horizontal concat, and ``CorrelationSelector`` with k=20. It prints
+min/median/max seconds per variant and the ratios of the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import polars as pl
+
+import components
+from components import (
+    CorrelationSelector,
+    InteractionFeatures,
+    LagFeatures,
+    RollingFeatures,
+    SQLWindowFeatures,
+    SyncFeatureGenerator,
+)
+
+Variant = Callable[[], Awaitable[float]]
+
+
+def _generators(sql: SQLWindowFeatures) -> list[SyncFeatureGenerator]:
+    keys = {"entity": "entity", "order": "order"}
+    return [LagFeatures(**keys), RollingFeatures(**keys), InteractionFeatures(**keys), sql]
+
+
+def _prefix(name: str, out: pl.DataFrame) -> pl.DataFrame:
+    p = f"{name}__"
+    return out.rename({c: c if c.startswith(p) else p + c for c in out.columns})
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+async def interleave(variants: dict[str, Variant], rounds: int) -> dict[str, list[float]]:
+    """Run every variant once per round, rotating the order; return the samples."""
+    names = list(variants)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for variant in variants.values():  # warm-up: threads, caches, imports
+        await variant()
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            samples[name].append(await variants[name]())
+    return samples
+
+
+async def bench(rows: int, rounds: int) -> dict[str, Any]:
+    frame = components.make_dataset(rows)
+    target = components.TARGET
+    selector = CorrelationSelector()
+    with SQLWindowFeatures(entity="entity", order="order") as sql:
+        gens = _generators(sql)
+        selected: dict[str, tuple[str, ...]] = {}
+
+        async def runner() -> float:
+            t0 = time.perf_counter()
+            report = await components.select_best_features(
+                frame, target=target, generators=gens, selector=selector, k=20
+            )
+            elapsed = time.perf_counter() - t0
+            selected["runner"] = report.selection.names
+            return elapsed
+
+        async def serial() -> float:
+            t0 = time.perf_counter()
+            inputs = frame.drop(target)
+            outs = [_prefix(g.name, g.generate(inputs)) for g in gens]
+            features = pl.concat(outs, how="horizontal")
+            selection = selector.select(features, frame.get_column(target), 20)
+            features.select(selection.names)
+            elapsed = time.perf_counter() - t0
+            selected["serial"] = selection.names
+            return elapsed
+
+        async def hand_anyio() -> float:
+            t0 = time.perf_counter()
+            inputs = frame.drop(target)
+            limiter = anyio.CapacityLimiter(_cpus())
+            outs: list[pl.DataFrame | None] = [None] * len(gens)
+
+            async def one(i: int, g: SyncFeatureGenerator) -> None:
+                out = await anyio.to_thread.run_sync(g.generate, inputs.clone(), limiter=limiter)
+                outs[i] = _prefix(g.name, out)
+
+            async with anyio.create_task_group() as tg:
+                for i, g in enumerate(gens):
+                    tg.start_soon(one, i, g)
+            features = pl.concat([o for o in outs if o is not None], how="horizontal")
+            selection = await anyio.to_thread.run_sync(
+                selector.select, features, frame.get_column(target), 20, limiter=limiter
+            )
+            features.select(selection.names)
+            elapsed = time.perf_counter() - t0
+            selected["anyio"] = selection.names
+            return elapsed
+
+        samples = await interleave(
+            {"runner": runner, "serial": serial, "anyio": hand_anyio}, rounds
+        )
+    assert selected["runner"] == selected["serial"] == selected["anyio"], selected
+    figures = {
+        name: {
+            "min": min(values),
+            "median": statistics.median(values),
+            "max": max(values),
+        }
+        for name, values in samples.items()
+    }
+    med = {name: f["median"] for name, f in figures.items()}
+    return {
+        "rows": rows,
+        "rounds": rounds,
+        "figures": figures,
+        "speedup_over_serial": med["serial"] / med["runner"],
+        "runner_over_anyio": med["runner"] / med["anyio"],
+        "anyio_speedup_over_serial": med["serial"] / med["anyio"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_features")
+    parser.add_argument("--quick", action="store_true", help="200,000 rows, 3 rounds")
+    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    parser.add_argument("--rows", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--json", action="store_true", help="also print one JSON line")
+    args = parser.parse_args(argv)
+    rows = args.rows or (200_000 if args.quick else components.DEFAULT_ROWS)
+    rounds = args.rounds or (3 if args.quick else 7)
+    result = anyio.run(bench, rows, rounds, backend=args.backend)
+    cpus = _cpus()
+    print(
+        f"bench_features: {rows:,} rows, {rounds} rounds, backend {args.backend}, "
+        f"{cpus} usable CPUs, Python {platform.python_version()}, polars {pl.__version__}"
+    )
+    print(f"{'variant':<10} {'min s':>8} {'median s':>9} {'max s':>8}")
+    for name, f in result["figures"].items():
+        print(f"{name:<10} {f['min']:>8.3f} {f['median']:>9.3f} {f['max']:>8.3f}")
+    print(f"runner speedup over serial:      {result['speedup_over_serial']:.2f}x")
+    print(f"hand-written anyio over serial:  {result['anyio_speedup_over_serial']:.2f}x")
+    print(f"runner / hand-written anyio:     {result['runner_over_anyio']:.3f}x (target <= 1.05x)")
+    if args.json:
+        print(json.dumps({"backend": args.backend, "cpus": cpus, **result}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
