@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -225,12 +226,26 @@ def _timed(
     return sample
 
 
+async def heap_peak(fn: Callable[[], Awaitable[Any]]) -> int:
+    """The peak of Python's traced heap during one (untimed) run of *fn*, in bytes."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        await fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
 async def throughput(backend: str, n: int, rounds: int) -> list[dict[str, Any]]:
     rss: dict[str, list[int]] = {}
+    contenders = variants(backend, n)
     samples = await interleave(
-        {name: _timed(fn, n, rss, name) for name, fn in variants(backend, n).items()},
+        {name: _timed(fn, n, rss, name) for name, fn in contenders.items()},
         rounds,
     )
+    heap = {name: await heap_peak(fn) for name, fn in contenders.items()}
     rows = []
     for name, times in samples.items():
         rows.append(
@@ -240,40 +255,51 @@ async def throughput(backend: str, n: int, rounds: int) -> list[dict[str, Any]]:
                 "median": n / statistics.median(times),
                 "max": n / min(times),
                 "rss_mib": statistics.median(rss[name]) / 2**20,
+                "heap_mib": heap[name] / 2**20,
             }
         )
     return rows
 
 
-async def flat_memory(backend: str, sizes: list[int]) -> list[tuple[int, float, float]]:
-    """``concur.amap`` over *sizes* items: (items, seconds, peak RSS growth in MiB)."""
+async def flat_memory(backend: str, sizes: list[int]) -> list[tuple[int, float, float, float]]:
+    """``concur.amap`` over *sizes* items: (items, seconds, RSS growth, heap peak), MiB.
+
+    Runs first in the process, so that no earlier variant has grown the heap already.
+    """
     job = _job_for(backend)
     rows = []
     for n in sizes:
         count = 0
-        with peak_rss() as box:
-            started = time.perf_counter()
+
+        async def consume(n: int = n) -> None:
+            nonlocal count
             async with concur.amap(job, range(n), limit=LIMIT) as results:
                 async for _ in results:
                     count += 1
+
+        with peak_rss() as box:
+            started = time.perf_counter()
+            await consume()
             elapsed = time.perf_counter() - started
         assert count == n
-        rows.append((n, elapsed, box[0] / 2**20))
+        heap = await heap_peak(consume)
+        rows.append((n, elapsed, box[0] / 2**20, heap / 2**20))
     return rows
 
 
 def report(
-    backend: str, rows: list[dict[str, Any]], flat: list[tuple[int, float, float]], n: int
+    backend: str, rows: list[dict[str, Any]], flat: list[tuple[int, float, float, float]], n: int
 ) -> None:
     by = {row["name"]: row for row in rows}
     print(
         f"\n[{backend}] {n:,} trivial jobs at limit={LIMIT}: "
-        "jobs/s median (min / max), peak RSS growth"
+        "jobs/s median (min / max), peak RSS growth, peak traced heap"
     )
     for row in rows:
         print(
             f"  {row['name']:<28} {row['median']:>9,.0f}  "
             f"({row['min']:>9,.0f} / {row['max']:>9,.0f})   {row['rss_mib']:6.1f} MiB"
+            f"  {row['heap_mib']:7.2f} MiB"
         )
     raw = "raw asyncio Semaphore" if backend == "asyncio" else "raw trio CapacityLimiter"
     print(f"\n[{backend}] ratios of median throughput (concur / baseline; > 1 is faster)")
@@ -299,17 +325,20 @@ def report(
             f"  {'ok  ' if time_ratio <= 1.3 else 'OVER'} {ours} time / {pool} time: "
             f"{time_ratio:.2f}x (<= 1.30x)"
         )
-    print(f"\n[{backend}] concur.amap memory, limit={LIMIT}: items, seconds, peak RSS growth")
-    for items, seconds, mib in flat:
-        print(f"  {items:>10,} items  {seconds:7.2f} s  {mib:6.1f} MiB")
+    print(
+        f"\n[{backend}] concur.amap memory, limit={LIMIT}: "
+        "items, seconds, peak RSS growth, peak traced heap"
+    )
+    for items, seconds, mib, heap in flat:
+        print(f"  {items:>10,} items  {seconds:7.2f} s  {mib:6.1f} MiB  {heap:7.3f} MiB")
 
 
 async def main_async(backend: str, quick: bool) -> None:
     n = 20_000
     rounds = 3 if quick else 7
-    rows = await throughput(backend, n, rounds)
     sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
     flat = await flat_memory(backend, sizes)
+    rows = await throughput(backend, n, rounds)
     report(backend, rows, flat, n)
 
 

@@ -32,14 +32,14 @@ from ._errors import UnsafeHandoffWarning as UnsafeHandoffWarning
 from ._taskgroup import TaskGroup as TaskGroup
 
 # --- wait strategies (issue 3)
+from ._map import amap as amap
+from ._map import map_async as map_async
 from ._wait import Err as Err
 from ._wait import Ok as Ok
 from ._wait import Outcome as Outcome
-from ._wait import amap as amap
 from ._wait import first_success as first_success
 from ._wait import gather as gather
 from ._wait import gather_settled as gather_settled
-from ._wait import map_async as map_async
 from ._wait import race as race
 
 # --- interop (issue 5)

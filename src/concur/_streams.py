@@ -25,8 +25,8 @@ import anyio.abc
 import anyio.lowlevel
 
 from ._calls import check_callable, is_async_callable
+from ._map import amap, check_limit, lone_failure
 from ._ratelimit import RateLimiter, check_rate
-from ._wait import _check_limit, _lone_failure, amap  # pyright: ignore[reportPrivateUsage]
 
 __all__ = [
     "ClosingAsyncIterator",
@@ -449,7 +449,7 @@ class _TaskOperator(Generic[T]):
         try:
             return await tg.__aexit__(exc_type, exc_val, exc_tb)
         except BaseExceptionGroup as group:
-            exc = _lone_failure(group)
+            exc = lone_failure(group)
             if exc is None:
                 raise
         try:
@@ -539,7 +539,7 @@ class buffer(_TaskOperator[T]):
 
     def __init__(self, source: AsyncIterable[T] | Iterable[T], size: int) -> None:
         _check_source(source)
-        _check_limit(size, "size")
+        check_limit(size, "size")
         super().__init__()
         self._source = source
         self._size = size
@@ -611,7 +611,7 @@ class batch(_TaskOperator[list[T]]):
         from ._calls import check_timeout
 
         _check_source(source)
-        _check_limit(size, "size")
+        check_limit(size, "size")
         check_timeout(timeout)
         super().__init__()
         self._source = source

@@ -1,67 +1,31 @@
-"""Wait strategies: gather, gather_settled, race, first_success, map_async and amap.
+"""Wait strategies: gather, gather_settled, race and first_success.
 
-All of them run their jobs in an anyio task group, so nothing outlives the call (or the
-``async with amap(...)`` block). Bounded work runs on a pool of at most *limit* worker
-tasks that pull the input lazily: an item is read only when a worker is free to start it.
-
-Error rule (the call-like helpers): when exactly one job failed and the others were only
-cancelled by fail-fast, its exception is raised bare, traceback intact; when two or more
-failed on their own, the task group's ``ExceptionGroup`` is raised as it is.
+They run their jobs in an anyio task group (``gather`` and ``gather_settled`` on the
+bounded pool of :mod:`concur._map`), so nothing outlives the call, and they follow its
+error rule: one real failure is raised bare, two or more as an ``ExceptionGroup``
+(``first_success`` fails only when every job failed, and then always with a group).
 """
 
 from __future__ import annotations
 
-import collections
-import enum
-import functools
 import inspect
-from collections.abc import (
-    AsyncIterable,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Coroutine,
-    Iterable,
-    Iterator,
-)
-from types import TracebackType
-from typing import Any, Final, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast, final, overload
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast, final
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 import attrs
 
-from ._calls import call, check_callable, check_timeout, is_async_callable, settings_var
-from ._ratelimit import RateLimiter, check_rate
+from ._calls import call, check_timeout, settings_var
+from ._map import ListMap, Source, check_limit
 
-__all__ = [
-    "Err",
-    "Ok",
-    "Outcome",
-    "amap",
-    "first_success",
-    "gather",
-    "gather_settled",
-    "map_async",
-    "race",
-]
+__all__ = ["Err", "Ok", "Outcome", "first_success", "gather", "gather_settled", "race"]
 
 T = TypeVar("T")
-R = TypeVar("R")
 T_co = TypeVar("T_co", covariant=True)
 
 #: A job: a coroutine object, or a zero-argument callable, async or sync.
 Job: TypeAlias = "Coroutine[Any, Any, T] | Callable[[], Awaitable[T]] | Callable[[], T]"
-
-_CLOSE_TIMEOUT: Final = 5.0  # seconds an input's aclose() may take when a map is left
-
-
-class _Sentinel(enum.Enum):
-    END = enum.auto()
-
-
-_END: Final = _Sentinel.END
 
 
 # --- outcomes ---------------------------------------------------------------------------------
@@ -81,7 +45,7 @@ class Ok(Generic[T_co]):
         return True
 
     def unwrap(self) -> T_co:
-        """Return :attr:`value`."""
+        """Return ``value``."""
         return self.value
 
 
@@ -99,7 +63,7 @@ class Err:
         return False
 
     def unwrap(self) -> NoReturn:
-        """Raise :attr:`error`."""
+        """Raise ``error``."""
         raise self.error
 
 
@@ -107,7 +71,7 @@ class Err:
 Outcome: TypeAlias = Ok[T] | Err
 
 
-# --- validation -------------------------------------------------------------------------------
+# --- validation -----------------------------------------------------------------------------
 
 
 def _close_jobs(jobs: Iterable[object]) -> None:
@@ -126,41 +90,7 @@ def _check_jobs(jobs: tuple[object, ...], where: str) -> None:
             )
 
 
-def _check_limit(limit: object, where: str = "limit") -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise TypeError(f"{where} must be an int, got {limit!r}")
-    if limit < 1:
-        raise ValueError(f"{where} must be at least 1, got {limit!r}")
-
-
-def _check_items(items: object) -> None:
-    if not isinstance(items, (Iterable, AsyncIterable)):
-        raise TypeError(
-            f"items must be an iterable or an async iterable, got {type(items).__name__}"
-        )
-
-
-def _check_map_args(
-    fn: object, items: object, limit: object, max_per_second: object, burst: object, where: str
-) -> None:
-    check_callable(fn, where)
-    _check_items(items)
-    _check_limit(limit)
-    if max_per_second is not None:
-        check_rate(max_per_second, burst)
-    elif isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-        check_rate(1, burst)
-
-
-def _lone_failure(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one real failure of a task group's *group*, if it holds exactly one."""
-    excs = group.exceptions
-    if len(excs) == 1 and not isinstance(excs[0], anyio.get_cancelled_exc_class()):
-        return excs[0]
-    return None
-
-
-# --- running jobs -----------------------------------------------------------------------------
+# --- running jobs ---------------------------------------------------------------------------
 
 
 async def _invoke(job: Job[T]) -> T:
@@ -181,145 +111,6 @@ async def _settle(job: Job[T]) -> Outcome[T]:
         return Err(exc)
 
 
-def _runner(fn: Callable[[T], Awaitable[R]] | Callable[[T], R]) -> Callable[[T], Awaitable[R]]:
-    """The per-item call for *fn*: *fn* itself when it is async and no timeout is ambient."""
-    if is_async_callable(fn) and settings_var.get().timeout is None:
-        return cast("Callable[[T], Awaitable[R]]", fn)
-    return cast("Callable[[T], Awaitable[R]]", functools.partial(call, cast(Any, fn)))
-
-
-@final
-class _Source(Generic[T]):
-    """The input of a map, pulled by several workers, one item at a time."""
-
-    __slots__ = ("_aiter", "_iter", "_lock", "_rate", "done", "fast")
-
-    def __init__(self, items: Iterable[T] | AsyncIterable[T], rate: RateLimiter | None) -> None:
-        self._rate = rate
-        self.done = False
-        self._iter: Iterator[T] | None = None
-        self._aiter: AsyncIterator[T] | None = None
-        if isinstance(items, AsyncIterable):
-            self._aiter = aiter(items)
-        else:
-            self._iter = iter(items)
-        #: a sync iterator the workers may call next() on directly (no lock, no rate)
-        self.fast = self._iter if rate is None else None
-        self._lock = None if self.fast is not None else anyio.Lock(fast_acquire=True)
-
-    async def pull(self) -> T | Literal[_Sentinel.END]:
-        """The next item, after its rate-limit wait; ``_END`` when the input is exhausted."""
-        lock = self._lock
-        assert lock is not None
-        async with lock:
-            if self.done:
-                return _END
-            it = self._iter
-            if it is not None:
-                try:
-                    item = next(it)
-                except StopIteration:
-                    self.done = True
-                    return _END
-            else:
-                try:
-                    item = await anext(cast("AsyncIterator[T]", self._aiter))
-                except StopAsyncIteration:
-                    self.done = True
-                    return _END
-            if self._rate is not None:
-                await self._rate.acquire()
-            return item
-
-    def close_sync(self) -> None:
-        """Close a sync generator input (the remaining items are not read)."""
-        if inspect.isgenerator(self._iter):
-            self._iter.close()
-
-    async def aclose(self) -> None:
-        """Close the input: ``aclose()`` an async iterator, ``close()`` a generator.
-
-        Runs shielded, for at most ``_CLOSE_TIMEOUT`` seconds.
-        """
-        ait = self._aiter
-        if ait is None:
-            self.close_sync()
-            return
-        aclose = getattr(ait, "aclose", None)
-        if aclose is not None:
-            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-                await aclose()
-
-
-@final
-class _ListMap(Generic[T, R]):
-    """A bounded map whose results are collected in a list (``gather``, ``map_async``)."""
-
-    __slots__ = ("_limit", "_ordered", "_results", "_run", "_source", "_tg", "_workers")
-
-    def __init__(
-        self,
-        run: Callable[[T], Awaitable[R]],
-        source: _Source[T],
-        limit: int,
-        ordered: bool,
-    ) -> None:
-        self._run = run
-        self._source = source
-        self._limit = limit
-        self._ordered = ordered
-        self._results: list[Any] = []
-        self._workers = 1
-        self._tg: anyio.abc.TaskGroup | None = None
-
-    async def run(self) -> list[R]:
-        exc: BaseException | None
-        try:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                await self._worker()  # the host is the first worker
-        except BaseExceptionGroup as group:
-            exc = _lone_failure(group)
-            if exc is None:
-                raise
-        else:
-            return cast("list[R]", self._results)
-        finally:
-            self._tg = None
-            await self._source.aclose()
-        try:
-            raise exc
-        finally:
-            del exc
-
-    async def _worker(self) -> None:
-        source = self._source
-        fast = source.fast
-        run = self._run
-        results = self._results
-        ordered = self._ordered
-        while True:
-            if fast is not None:
-                try:
-                    item = next(fast)
-                except StopIteration:
-                    return
-            else:
-                got = await source.pull()
-                if got is _END:
-                    return
-                item = got
-            if self._workers < self._limit:
-                self._workers += 1
-                cast(anyio.abc.TaskGroup, self._tg).start_soon(self._worker)
-            if ordered:
-                i = len(results)
-                results.append(None)
-                results[i] = await run(item)
-            else:
-                results.append(await run(item))
-
-
 # --- gather, gather_settled, race, first_success ---------------------------------------------
 
 
@@ -330,12 +121,15 @@ async def _run_jobs(
         limit = max(len(jobs), 1)
     it = iter(jobs)
     try:
-        return await _ListMap(run, _Source(it, None), limit, True).run()
+        return await ListMap(run, Source(it, None), limit, True).run()
     finally:
         _close_jobs(it)  # the jobs that never started
 
 
-async def gather(*jobs: Job[T], limit: int | None = None) -> list[T]:
+async def gather(
+    *jobs: Coroutine[Any, Any, T] | Callable[[], Awaitable[T]] | Callable[[], T],
+    limit: int | None = None,
+) -> list[T]:
     """Run *jobs* concurrently and return their results in job order.
 
     A job is a coroutine object, or a zero-argument callable, async or sync (sync jobs run
@@ -366,14 +160,17 @@ async def gather(*jobs: Job[T], limit: int | None = None) -> list[T]:
     _check_jobs(jobs, "gather")
     if limit is not None:
         try:
-            _check_limit(limit)
+            check_limit(limit)
         except (TypeError, ValueError):
             _close_jobs(jobs)
             raise
     return await _run_jobs(_invoke, jobs, limit)
 
 
-async def gather_settled(*jobs: Job[T], limit: int | None = None) -> list[Outcome[T]]:
+async def gather_settled(
+    *jobs: Coroutine[Any, Any, T] | Callable[[], Awaitable[T]] | Callable[[], T],
+    limit: int | None = None,
+) -> list[Outcome[T]]:
     """Run *jobs* concurrently and return the outcome of each, in job order.
 
     Like :func:`gather`, but a job's failure does not cancel the others and is not
@@ -398,7 +195,7 @@ async def gather_settled(*jobs: Job[T], limit: int | None = None) -> list[Outcom
     _check_jobs(jobs, "gather_settled")
     if limit is not None:
         try:
-            _check_limit(limit)
+            check_limit(limit)
         except (TypeError, ValueError):
             _close_jobs(jobs)
             raise
@@ -416,7 +213,10 @@ def _check_race(jobs: tuple[object, ...], timeout: object, where: str) -> None:
         raise
 
 
-async def race(*jobs: Job[T], timeout: float | None = None) -> T:
+async def race(
+    *jobs: Coroutine[Any, Any, T] | Callable[[], Awaitable[T]] | Callable[[], T],
+    timeout: float | None = None,
+) -> T:
     """Run *jobs* concurrently and return the outcome of the first one to finish.
 
     The first job to finish decides: its value is returned, or its exception is raised
@@ -469,7 +269,10 @@ async def race(*jobs: Job[T], timeout: float | None = None) -> T:
     return outcome[0].unwrap()
 
 
-async def first_success(*jobs: Job[T], timeout: float | None = None) -> T:
+async def first_success(
+    *jobs: Coroutine[Any, Any, T] | Callable[[], Awaitable[T]] | Callable[[], T],
+    timeout: float | None = None,
+) -> T:
     """Run *jobs* concurrently and return the first successful value.
 
     Failures are set aside while other jobs run. When a job succeeds, the others are
@@ -520,367 +323,3 @@ async def first_success(*jobs: Job[T], timeout: float | None = None) -> T:
     if scope.cancelled_caught:
         raise TimeoutError(f"no job succeeded within {timeout} seconds")
     raise ExceptionGroup(f"all {len(jobs)} jobs failed", [exc for exc in errors if exc is not None])
-
-
-# --- map_async and amap -----------------------------------------------------------------------
-
-
-@overload
-async def map_async(
-    fn: Callable[[T], Awaitable[R]],
-    items: Iterable[T] | AsyncIterable[T],
-    *,
-    limit: int = 10,
-    max_per_second: float | None = None,
-    burst: int = 1,
-    ordered: bool = True,
-) -> list[R]: ...
-
-
-@overload
-async def map_async(
-    fn: Callable[[T], R],
-    items: Iterable[T] | AsyncIterable[T],
-    *,
-    limit: int = 10,
-    max_per_second: float | None = None,
-    burst: int = 1,
-    ordered: bool = True,
-) -> list[R]: ...
-
-
-async def map_async(
-    fn: Callable[[T], Awaitable[R]] | Callable[[T], R],
-    items: Iterable[T] | AsyncIterable[T],
-    *,
-    limit: int = 10,
-    max_per_second: float | None = None,
-    burst: int = 1,
-    ordered: bool = True,
-) -> list[R]:
-    """Call *fn* on every item of *items*, at most *limit* at once, and return the results.
-
-    *fn* may be async or sync (a sync *fn* runs in worker threads through
-    :func:`concur.call`, under the ambient limiter and handoff policy). *items* is an
-    iterable or an async iterable, consumed lazily: an item is read only when a call slot
-    is free, so at most one item has been read but not started. Fail-fast: the first
-    failure cancels the running calls, and no more items are read.
-
-    Args:
-        fn: the function, called with one item.
-        items: the input, sync or async.
-        limit: the most calls running at once.
-        max_per_second: a rate limit on call starts (see :doc:`/wait` for the exact
-            rule): a token bucket of capacity *burst* refilled at this many per second.
-            The wait comes after an item is read.
-        burst: the bucket's capacity, the most calls that may start at once.
-        ordered: results in input order (``True``) or in completion order.
-
-    Returns:
-        The results.
-
-    Raises:
-        Exception: the exception of the one call that failed, bare, when the others were
-            only cancelled by fail-fast; an exception raised by the input the same way.
-        ExceptionGroup: when two or more calls failed on their own.
-        TypeError: *fn* is not callable, *items* is not iterable, or an option has the
-            wrong type.
-        ValueError: ``limit < 1``, ``max_per_second <= 0`` or ``burst < 1``.
-
-    Cancellation: cancelling the caller cancels the running calls and waits until they
-    have finished (a sync call's thread is waited for); then the input is closed
-    (``aclose()`` on an async generator, ``close()`` on a generator, shielded, for at most
-    5 seconds) and the cancellation propagates. The input is closed the same way after a
-    failure and after normal completion.
-    """
-    _check_map_args(fn, items, limit, max_per_second, burst, "map_async")
-    rate = None if max_per_second is None else RateLimiter(max_per_second, burst)
-    return await _ListMap(_runner(fn), _Source(items, rate), limit, ordered).run()
-
-
-@final
-class _Results(Generic[T, R]):
-    """The iterator of an ``amap`` block, and the workers that feed it."""
-
-    __slots__ = (
-        "_capacity",
-        "_closed",
-        "_finished",
-        "_limit",
-        "_next_in",
-        "_next_out",
-        "_ordered",
-        "_outstanding",
-        "_ready",
-        "_ready_at",
-        "_run",
-        "_space_waiters",
-        "_tg",
-        "_waiter",
-        "_workers",
-        "source",
-    )
-
-    def __init__(
-        self,
-        run: Callable[[T], Awaitable[R]],
-        source: _Source[T],
-        tg: anyio.abc.TaskGroup,
-        limit: int,
-        buffer: int,
-        ordered: bool,
-    ) -> None:
-        self._run = run
-        self.source = source
-        self._tg = tg
-        self._limit = limit
-        self._capacity = limit + buffer
-        self._ordered = ordered
-        self._ready: collections.deque[R] = collections.deque()
-        self._ready_at: dict[int, R] = {}
-        self._next_in = 0
-        self._next_out = 0
-        self._outstanding = 0  # items read and not yet handed to the consumer
-        self._workers = 1
-        self._finished = False
-        self._closed = False
-        self._waiter: anyio.Event | None = None
-        self._space_waiters: collections.deque[anyio.Event] = collections.deque()
-
-    def __aiter__(self) -> _Results[T, R]:
-        return self
-
-    async def __anext__(self) -> R:
-        if self._closed:
-            raise anyio.ClosedResourceError("the amap block has been left")
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            if self._ordered:
-                ready_at = self._ready_at
-                if self._next_out in ready_at:
-                    result = ready_at.pop(self._next_out)
-                    self._next_out += 1
-                    break
-            elif self._ready:
-                result = self._ready.popleft()
-                break
-            if self._finished:
-                raise StopAsyncIteration
-            if self._waiter is not None:
-                raise anyio.BusyResourceError("iterating over these amap results")
-            waiter = self._waiter = anyio.Event()
-            try:
-                await waiter.wait()
-            finally:
-                self._waiter = None
-        self._outstanding -= 1
-        if self._space_waiters:
-            self._space_waiters.popleft().set()
-        return result
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.set()
-
-    async def worker(self) -> None:
-        source = self.source
-        fast = source.fast
-        run = self._run
-        ordered = self._ordered
-        while True:
-            while self._outstanding >= self._capacity:
-                space = anyio.Event()
-                self._space_waiters.append(space)
-                await space.wait()
-            self._outstanding += 1
-            got: T | Literal[_Sentinel.END]
-            if fast is not None:
-                try:
-                    got = next(fast)
-                except StopIteration:
-                    got = _END
-            else:
-                got = await source.pull()
-            if got is _END:
-                self._outstanding -= 1
-                self._workers -= 1
-                if self._workers == 0:
-                    self._finished = True
-                    self._wake()
-                return
-            if self._workers < self._limit:
-                self._workers += 1
-                self._tg.start_soon(self.worker)
-            if ordered:
-                i = self._next_in
-                self._next_in = i + 1
-                self._ready_at[i] = await run(got)
-            else:
-                self._ready.append(await run(got))
-            self._wake()
-
-    def close(self) -> None:
-        self._closed = True
-        self._ready.clear()
-        self._ready_at.clear()
-
-
-@final
-class amap(Generic[T, R]):
-    """Stream the results of *fn* over *items*, at most *limit* calls at once.
-
-    An async context manager (only: awaiting it raises ``TypeError``; use
-    :func:`map_async` for a list)::
-
-        async with concur.amap(fetch, urls, limit=20) as results:
-            async for page in results:
-                ...
-
-    *fn* may be async or sync (a sync *fn* runs in worker threads through
-    :func:`concur.call`). *items* is an iterable or an async iterable, read lazily: an item
-    is read only when a call slot is free, so at most one item has been read but not
-    started, and the end of the input is noticed before any rate-limit wait.
-
-    **Back-pressure.** At most *limit* calls run at once, and at most ``limit + buffer``
-    items are between the input and the consumer (running, or finished and waiting to be
-    read). When the consumer stops reading, production stops; memory stays
-    O(limit + buffer), whatever the number of items.
-
-    **Leaving the block** early (``break``, an exception, outside cancellation), even
-    before reading anything, cancels the running calls and waits for them, then closes the
-    input (``aclose()`` on an async iterator, ``close()`` on a generator; shielded, for at
-    most 5 seconds). Unlike ``aiometer.amap``, the remaining items are not run. The input
-    is closed the same way when the block ends normally.
-
-    **Errors** follow the rule of :func:`gather`: fail-fast; the first failure cancels the
-    other calls and the body (at its next checkpoint), and the block raises that exception
-    bare, or an ``ExceptionGroup`` when two or more calls (or the body) failed on their
-    own.
-
-    Args:
-        fn: the function, called with one item.
-        items: the input, sync or async.
-        limit: the most calls running at once.
-        max_per_second: a rate limit on call starts (see :func:`map_async`).
-        burst: the rate limiter's capacity.
-        ordered: yield results in input order (a finished result may then wait for
-            earlier ones, and counts against *buffer*), or as they complete (the default).
-        buffer: how many finished results may wait for the consumer; default *limit*.
-
-    Raises:
-        TypeError: *fn* is not callable, *items* is not iterable, an option has the wrong
-            type, or the object is awaited.
-        ValueError: ``limit < 1``, ``buffer < 0``, ``max_per_second <= 0`` or
-            ``burst < 1``.
-
-    The results are for one consumer task: a second task iterating while the first waits
-    gets :exc:`anyio.BusyResourceError`; iterating after the block is left raises
-    :exc:`anyio.ClosedResourceError`.
-    """
-
-    __slots__ = ("_buffer", "_fn", "_items", "_limit", "_ordered", "_rate", "_results", "_tg")
-
-    @overload
-    def __init__(
-        self,
-        fn: Callable[[T], Awaitable[R]],
-        items: Iterable[T] | AsyncIterable[T],
-        *,
-        limit: int = 10,
-        max_per_second: float | None = None,
-        burst: int = 1,
-        ordered: bool = False,
-        buffer: int | None = None,
-    ) -> None: ...
-
-    @overload
-    def __init__(
-        self,
-        fn: Callable[[T], R],
-        items: Iterable[T] | AsyncIterable[T],
-        *,
-        limit: int = 10,
-        max_per_second: float | None = None,
-        burst: int = 1,
-        ordered: bool = False,
-        buffer: int | None = None,
-    ) -> None: ...
-
-    def __init__(
-        self,
-        fn: Callable[[T], Awaitable[R]] | Callable[[T], R],
-        items: Iterable[T] | AsyncIterable[T],
-        *,
-        limit: int = 10,
-        max_per_second: float | None = None,
-        burst: int = 1,
-        ordered: bool = False,
-        buffer: int | None = None,
-    ) -> None:
-        _check_map_args(fn, items, limit, max_per_second, burst, "amap")
-        if buffer is None:
-            buffer = limit
-        elif isinstance(buffer, bool) or not isinstance(buffer, int):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"buffer must be an int or None, got {buffer!r}")
-        elif buffer < 0:
-            raise ValueError(f"buffer must be >= 0, got {buffer!r}")
-        self._fn = fn
-        self._items = items
-        self._limit = limit
-        self._rate = max_per_second, burst
-        self._ordered = ordered
-        self._buffer = buffer
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._results: _Results[T, R] | None = None
-
-    def __await__(self) -> NoReturn:
-        raise TypeError(
-            "concur.amap() streams its results and must be used as "
-            "'async with concur.amap(fn, items) as results: async for r in results: ...'; "
-            "to get a list, write 'await concur.map_async(fn, items)'"
-        )
-
-    async def __aenter__(self) -> AsyncIterator[R]:
-        if self._tg is not None or self._results is not None:
-            raise RuntimeError("this amap has already been entered; make a new one")
-        per_second, burst = self._rate
-        rate = None if per_second is None else RateLimiter(per_second, burst)
-        source = _Source(self._items, rate)
-        run = _runner(self._fn)
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        results = self._results = _Results(
-            run, source, tg, self._limit, self._buffer, self._ordered
-        )
-        tg.start_soon(results.worker)
-        return results
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> bool | None:
-        tg, results = self._tg, self._results
-        assert tg is not None and results is not None
-        tg.cancel_scope.cancel()
-        exc: BaseException | None
-        try:
-            return await tg.__aexit__(exc_type, exc_val, exc_tb)
-        except BaseExceptionGroup as group:
-            exc = _lone_failure(group)
-            if exc is None:
-                raise
-        finally:
-            results.close()
-            await results.source.aclose()
-        try:
-            if exc is not exc_val and isinstance(exc_val, anyio.get_cancelled_exc_class()):
-                # the body was only cancelled by fail-fast: do not show it as the context
-                raise exc from exc.__cause__
-            raise exc
-        finally:
-            del exc
