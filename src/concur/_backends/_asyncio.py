@@ -97,8 +97,8 @@ class _Pool:
             self.queue.put(None)
 
     def _wait_for_work(self) -> _Job | None:
-        with self.lock:
-            self.idle += 1
+        # The worker counts itself idle before it reports a result, so the loop never
+        # starts a new thread for a call that a finishing worker is about to take.
         try:
             return self.queue.get(timeout=IDLE_SECONDS)
         except queue.Empty:
@@ -109,6 +109,8 @@ class _Pool:
 
     def _serve(self) -> None:
         loop = self.loop
+        with self.lock:
+            self.idle += 1
         try:
             with claim_worker_thread(AsyncIOBackend, loop):
                 while True:
@@ -116,6 +118,8 @@ class _Pool:
                     if job is None:
                         return
                     job.run_in_worker()
+                    with self.lock:
+                        self.idle += 1
                     try:
                         loop.call_soon_threadsafe(job.finish)
                     except RuntimeError:  # the loop is closed: nobody is waiting
