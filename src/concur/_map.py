@@ -15,6 +15,7 @@ import collections
 import enum
 import functools
 import inspect
+import operator
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Final, Generic, Literal, NoReturn, TypeVar, cast, final, overload
@@ -92,16 +93,19 @@ def _runner(fn: Callable[[T], Awaitable[R]] | Callable[[T], R]) -> Callable[[T],
 class Source(Generic[T]):
     """The input of a map, pulled by several workers, one item at a time."""
 
-    __slots__ = ("_aiter", "_iter", "_lock", "_rate", "done", "fast")
+    __slots__ = ("_aiter", "_iter", "_lock", "_rate", "done", "fast", "hint")
 
     def __init__(self, items: Iterable[T] | AsyncIterable[T], rate: RateLimiter | None) -> None:
         self._rate = rate
         self.done = False
         self._iter: Iterator[T] | None = None
         self._aiter: AsyncIterator[T] | None = None
+        #: how many items there probably are (0: unknown); more workers start as needed
+        self.hint = 0
         if isinstance(items, AsyncIterable):
             self._aiter = aiter(items)
         else:
+            self.hint = operator.length_hint(items, 0)
             self._iter = iter(items)
         #: a sync iterator the workers may call next() on directly (no lock, no rate)
         self.fast = self._iter if rate is None else None
@@ -177,7 +181,10 @@ class ListMap(Generic[T, R]):
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                await self._worker()  # the host is the first worker
+                self._workers = max(1, min(self._limit, self._source.hint))
+                for _ in range(self._workers - 1):
+                    tg.start_soon(self._worker)
+                await self._worker()  # the host is a worker too
         except BaseExceptionGroup as group:
             exc = lone_failure(group)
             if exc is None:
@@ -376,6 +383,11 @@ class _Results(Generic[T, R]):
             self._space_waiters.popleft().set()
         return result
 
+    def start_workers(self) -> None:
+        self._workers = max(1, min(self._limit, self.source.hint))
+        for _ in range(self._workers):
+            self._tg.start_soon(self.worker)
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
@@ -553,7 +565,7 @@ class amap(Generic[T, R]):
         results = self._results = _Results(
             run, source, tg, self._limit, self._buffer, self._ordered
         )
-        tg.start_soon(results.worker)
+        results.start_workers()
         return results
 
     async def __aexit__(

@@ -112,6 +112,9 @@ class ClosingAsyncIterator(AsyncIterator[T]):
     :func:`enumerate`. It runs no task. A bare ``break`` out of ``async for`` leaves it
     (and its source) open until garbage collection, so iterate it inside
     ``async with contextlib.aclosing(...)`` to close everything at once.
+
+    Cancellation: cancelling an ``anext()`` cancels the source's ``anext()`` it waits on
+    (an async generator source usually ends there); ``aclose()`` still closes the source.
     """
 
     __slots__ = ("_done", "_pending", "_source")
