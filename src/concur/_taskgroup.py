@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import Token
-from types import TracebackType
-from typing import Any, Self, TypeVar, cast, final
+from types import CoroutineType, TracebackType
+from typing import Any, Self, TypeGuard, TypeVar, cast, final
 
 import anyio
 import anyio.abc
@@ -182,7 +181,7 @@ class TaskGroup:
         tg = self._active()
         timeout = self._spawn_timeout
         coro: Coroutine[Any, Any, Any]
-        if inspect.iscoroutine(fn):
+        if _is_coroutine(fn):
             if args:
                 fn.close()
                 raise TypeError(
@@ -194,7 +193,7 @@ class TaskGroup:
             async_fn = cast("Callable[..., Awaitable[T]]", fn)
             if timeout is None:
                 result = async_fn(*args)
-                coro = result if inspect.iscoroutine(result) else _await(result)
+                coro = result if _is_coroutine(result) else _await(result)
             else:
                 coro = _timed_call(async_fn, args, timeout)
         else:
@@ -237,6 +236,10 @@ class TaskGroup:
     def cancel(self) -> None:
         """Cancel every task of the group, and the body (as ``cancel_scope.cancel()``)."""
         self._active().cancel_scope.cancel()
+
+
+def _is_coroutine(obj: object) -> TypeGuard[Coroutine[Any, Any, Any]]:
+    return type(obj) is CoroutineType  # faster than inspect.iscoroutine on the spawn path
 
 
 async def _await(awaitable: Awaitable[T]) -> T:
