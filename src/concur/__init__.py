@@ -43,6 +43,12 @@ from ._wait import gather_settled as gather_settled
 from ._wait import race as race
 
 # --- interop (issue 5)
+from ._interop import asyncify as asyncify
+from ._interop import from_thread as from_thread
+from ._interop import run as run
+from ._interop import syncify as syncify
+from ._interop import wait_future as wait_future
+from ._runner import Runner as Runner
 
 __all__ = (
     "CancelScope",
@@ -54,17 +60,20 @@ __all__ = (
     "Lock",
     "Ok",
     "Outcome",
+    "Runner",
     "Semaphore",
     "TaskGroup",
     "TaskHandle",
     "UnsafeHandoffError",
     "UnsafeHandoffWarning",
     "amap",
+    "asyncify",
     "call",
     "check_cancelled",
     "create_memory_object_stream",
     "fail_after",
     "first_success",
+    "from_thread",
     "gather",
     "gather_settled",
     "get_cancelled_exc_class",
@@ -72,9 +81,12 @@ __all__ = (
     "map_async",
     "move_on_after",
     "race",
+    "run",
     "scope",
     "streams",
+    "syncify",
     "to_thread",
+    "wait_future",
 )
 
 __version__ = "0.1.0"

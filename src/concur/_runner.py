@@ -1,0 +1,538 @@
+"""``Runner``: one event loop on one background thread, for sync callers in any thread."""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import contextlib
+import contextvars
+import enum
+import itertools
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any, Final, Generic, Literal, Self, TypeVar, TypeVarTuple, final
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from ._calls import call, check_callable, check_timeout
+from ._loops import (
+    WAIT_SLICE,
+    adopt_context,
+    await_fn,
+    call_soon,
+    check_backend,
+    on_loop_thread_error,
+    wait_event,
+)
+
+__all__ = ["Runner"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+logger: Final = logging.getLogger("concur")
+
+_counter = itertools.count(1)
+
+
+# --- one call on the runner's loop --------------------------------------------------------------
+
+
+@final
+class _Call(Generic[T]):
+    """One ``run``/``submit``/``map`` call: its future and its task's cancel scope.
+
+    ``future`` stays pending while the task runs, so ``future.cancel()`` works until the
+    task has finished (it then cancels the task). ``done`` is set only once the task has
+    finished for good, cleanup included.
+    """
+
+    __slots__ = ("args", "cancel_requested", "context", "done", "fn", "future", "lock", "scope")
+
+    def __init__(
+        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], context: contextvars.Context
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.context = context
+        self.future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.scope: anyio.CancelScope | None = None
+        self.cancel_requested = False
+
+    def attach(self, scope: anyio.CancelScope) -> bool:
+        """Record the task's scope (on the loop); ``False`` if cancelled already."""
+        with self.lock:
+            self.scope = scope
+            return not self.cancel_requested
+
+    def settle_result(self, value: T) -> None:
+        if self.future.set_running_or_notify_cancel():
+            self.future.set_result(value)
+
+    def settle_exception(self, exc: BaseException) -> None:
+        if self.future.set_running_or_notify_cancel():
+            self.future.set_exception(exc)
+
+    def settle_cancelled(self) -> None:
+        with self.lock:
+            self.cancel_requested = True  # so the future's own callback does nothing more
+        self.future.cancel()
+        self.future.set_running_or_notify_cancel()
+
+
+@final
+class _LoopState:
+    """What the loop thread hands back once it runs."""
+
+    __slots__ = ("active", "ident", "idle", "stop", "tg", "token")
+
+    def __init__(self, tg: anyio.abc.TaskGroup) -> None:
+        self.tg = tg
+        self.ident = threading.get_ident()
+        self.token = anyio.lowlevel.current_token()
+        self.stop = anyio.Event()
+        self.active = 0  # calls whose task has not ended (counted on the loop thread)
+        self.idle: anyio.Event | None = None
+
+    def call_ended(self) -> None:
+        self.active -= 1
+        if not self.active and self.idle is not None:
+            self.idle.set()
+
+    async def wait_idle(self) -> None:
+        while self.active:
+            self.idle = anyio.Event()
+            await self.idle.wait()
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+# --- interpreter exit --------------------------------------------------------------------------
+
+_open_runners: set[Runner] = set()
+_open_lock = threading.Lock()
+_atexit_registered = False
+
+
+def _register(runner: Runner) -> None:
+    global _atexit_registered
+    with _open_lock:
+        _open_runners.add(runner)
+        if not _atexit_registered:
+            atexit.register(_close_open_runners)
+            _atexit_registered = True
+
+
+def _unregister(runner: Runner) -> None:
+    with _open_lock:
+        _open_runners.discard(runner)
+
+
+def _close_open_runners() -> None:
+    with _open_lock:
+        runners = list(_open_runners)
+    for runner in runners:
+        try:
+            runner.close()
+        except Exception:
+            logger.exception("could not close %r at interpreter exit", runner)
+
+
+# --- the runner ------------------------------------------------------------------------------
+
+
+@final
+class Runner:
+    """One event loop on one background thread, for sync code in any thread.
+
+    The loop starts on first use and runs until :meth:`close` (or the end of a ``with``
+    block, or interpreter exit for a runner never closed). All calls share it: no loop, thread
+    or portal is started per call; a call is handed to the loop without a round trip, so a
+    runner also works from sync code on a trio thread (where anyio's blocking portals refuse
+    to block). It is the way into async code
+    from a thread concur did not start, from a notebook cell (keep one across cells), or
+    from a script that calls async code many times.
+
+    Each of :meth:`run`, :meth:`submit` and :meth:`map` runs its function as a task on the
+    loop, in a copy of the calling thread's :mod:`contextvars` context, so the
+    :func:`concur.scope` settings in force at the call apply inside. Any number of threads
+    may use one runner at once.
+
+    Args:
+        backend: ``"asyncio"`` or ``"trio"``.
+        backend_options: passed to :func:`anyio.run` (``{"use_uvloop": True}``, ...).
+        name: the name of the loop thread (default ``"concur.Runner-<n>"``).
+        shutdown_timeout: how long :meth:`close` lets submitted work finish: ``None``
+            (the default) waits without limit; a number of seconds cancels what is still
+            running after that long, then waits for its cleanup.
+
+    Raises:
+        ValueError: an unknown backend or a negative *shutdown_timeout*.
+
+    Example::
+
+        with concur.Runner("trio") as runner:
+            page = runner.run(fetch, url)
+            pages = runner.map(fetch, urls, limit=4)
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_backend",
+        "_backend_options",
+        "_closed",
+        "_lock",
+        "_loop",
+        "_name",
+        "_shutdown_timeout",
+        "_state",
+        "_thread",
+    )
+
+    def __init__(
+        self,
+        backend: Literal["asyncio", "trio"] = "asyncio",
+        *,
+        backend_options: dict[str, Any] | None = None,
+        name: str | None = None,
+        shutdown_timeout: float | None = None,
+    ) -> None:
+        check_backend(backend)
+        check_timeout(shutdown_timeout, "shutdown_timeout")
+        self._backend = backend
+        self._backend_options = backend_options
+        self._name = name if name is not None else f"concur.Runner-{next(_counter)}"
+        self._shutdown_timeout = shutdown_timeout
+        self._lock = threading.Lock()
+        self._state = _State.NEW
+        self._closed = threading.Event()
+        self._loop: _LoopState | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"<concur.Runner {self._name!r} backend={self._backend!r} {self._state.value}>"
+
+    @property
+    def backend(self) -> str:
+        """The name of the runner's async backend."""
+        return self._backend
+
+    @property
+    def name(self) -> str:
+        """The name of the runner's loop thread."""
+        return self._name
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._state in (_State.CLOSING, _State.CLOSED)
+
+    # --- context manager
+
+    def __enter__(self) -> Self:
+        if self.closed:
+            raise RuntimeError(f"{self!r} is closed; create a new concur.Runner")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- the calls
+
+    def run(self, fn: Callable[[*Ts], Awaitable[T]], /, *args: *Ts) -> T:
+        """Run the async function *fn* on the runner's loop; block until it returns.
+
+        Blocks the calling thread (which may itself run another event loop, such as a
+        notebook's) until *fn* has finished, and returns its value or raises its exception.
+
+        **Ctrl-C.** A ``KeyboardInterrupt`` in the calling thread while it waits (a real
+        SIGINT interrupts the wait) cancels the task on the loop, waits for its cleanup,
+        then is re-raised; a second one during that cleanup stops the wait at once (the
+        cleanup goes on, on the loop). The runner stays usable.
+
+        Raises:
+            RuntimeError: called on the runner's own loop thread (it would deadlock:
+                ``await fn(*args)`` there, or use :meth:`submit`), or the runner is closed.
+            concurrent.futures.CancelledError: the task was cancelled by :meth:`close`
+                after *shutdown_timeout*.
+            TypeError: *fn* is not callable, or is not async.
+        """
+        check_callable(fn, "run")
+        self._refuse_own_thread("Runner.run()", "await fn(*args) there instead")
+        return self._wait(self._start(fn, args))
+
+    def submit(
+        self, fn: Callable[[*Ts], Awaitable[T]], /, *args: *Ts
+    ) -> concurrent.futures.Future[T]:
+        """Start the async function *fn* on the runner's loop; return its future at once.
+
+        Does not block (beyond starting the loop on first use). The future holds *fn*'s
+        value or exception; ``future.cancel()`` cancels the task on the loop (the future
+        is cancelled at once; the task's cleanup then runs on the loop, and :meth:`close`
+        waits for it). Allowed on the runner's own loop thread, but waiting there for the
+        future's result would deadlock: ``await concur.wait_future(future)`` instead.
+
+        Raises:
+            RuntimeError: the runner is closed.
+            TypeError: *fn* is not callable (not being async is reported by the future).
+        """
+        check_callable(fn, "submit")
+        job = self._start(fn, args)
+        future = job.future
+
+        def on_done(future: concurrent.futures.Future[T]) -> None:
+            if future.cancelled():
+                self._cancel(job)
+
+        future.add_done_callback(on_done)
+        return future
+
+    def map(
+        self,
+        fn: Callable[[Any], Awaitable[T]] | Callable[[Any], T],
+        items: Iterable[Any],
+        *,
+        limit: int = 10,
+    ) -> list[T]:
+        """Call *fn* on every item on the runner's loop, at most *limit* at once; block.
+
+        *fn* may be async (a task per call) or sync (run in a worker thread via
+        :func:`concur.to_thread`, under the ambient limiter and handoff policy). *items*
+        is consumed in the calling thread first. Fail-fast: the first failure cancels the
+        other calls; the one exception is then raised as it is, or an
+        :class:`ExceptionGroup` when several calls failed on their own.
+
+        Blocks like :meth:`run`, with the same Ctrl-C behaviour.
+
+        Returns:
+            The results, in the order of *items*.
+
+        Raises:
+            RuntimeError: on the runner's own loop thread, or the runner is closed.
+            ValueError: *limit* is below 1.
+        """
+        check_callable(fn, "map")
+        if isinstance(limit, bool) or not isinstance(limit, int):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"limit must be an int, got {type(limit).__name__}")
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self._refuse_own_thread("Runner.map()", "await the calls there instead")
+        values = list(items)
+        return self._wait(self._start(_map, (fn, values, limit)))
+
+    def close(self) -> None:
+        """Close the runner: let its work finish, end its loop and join its thread.
+
+        Idempotent; a runner never started closes at once. New calls are refused from
+        the start. Submitted work is waited for without limit, or cancelled after
+        *shutdown_timeout* seconds (then its cleanup is waited for). When it returns,
+        the loop thread is gone. A second ``close()`` from another thread waits for the
+        first.
+
+        Raises:
+            RuntimeError: called on the runner's own loop thread (it would wait for
+                itself).
+        """
+        self._refuse_own_thread("Runner.close()", "close it from another thread")
+        with self._lock:
+            state = self._state
+            if state is _State.NEW:
+                self._state = _State.CLOSED
+                self._closed.set()
+                return
+            if state is _State.RUNNING:
+                self._state = _State.CLOSING
+        if state is not _State.RUNNING:
+            wait_event(self._closed)
+            return
+        loop, thread = self._loop, self._thread
+        assert loop is not None and thread is not None
+        try:
+            with contextlib.suppress(anyio.RunFinishedError):
+                call_soon(loop.token, loop.stop.set)
+            while thread.is_alive():
+                thread.join(WAIT_SLICE)
+        finally:
+            with self._lock:
+                self._state = _State.CLOSED
+            _unregister(self)
+            self._closed.set()
+
+    # --- machinery
+
+    def _busy(self) -> bool:
+        """Whether a call's task has not ended yet (read from any thread)."""
+        loop = self._loop
+        return loop is not None and loop.active > 0
+
+    def _refuse_own_thread(self, what: str, instead: str) -> None:
+        loop = self._loop
+        if loop is not None and loop.ident == threading.get_ident():
+            raise on_loop_thread_error(f"{what} on {self._name!r}", instead)
+
+    def _ensure_running(self) -> _LoopState:
+        """Start the loop on first use (under the lock); refuse if closed."""
+        with self._lock:
+            if self._state is _State.RUNNING:
+                assert self._loop is not None
+                return self._loop
+            if self._state is not _State.NEW:
+                raise RuntimeError(f"{self!r} is closed; create a new concur.Runner")
+            started: concurrent.futures.Future[_LoopState] = concurrent.futures.Future()
+            thread = threading.Thread(
+                target=self._thread_main, args=(started,), name=self._name, daemon=True
+            )
+            thread.start()
+            try:
+                self._loop = started.result()
+            except BaseException:
+                thread.join()
+                raise
+            self._thread = thread
+            self._state = _State.RUNNING
+        _register(self)
+        return self._loop
+
+    def _thread_main(self, started: concurrent.futures.Future[_LoopState]) -> None:
+        """The loop thread: runs the loop until :meth:`close` stops it."""
+        try:
+            anyio.run(
+                self._serve, started, backend=self._backend, backend_options=self._backend_options
+            )
+        except BaseException as exc:
+            if started.set_running_or_notify_cancel():
+                started.set_exception(exc)  # the loop could not start
+            else:
+                logger.exception("the loop of %r failed", self)
+
+    async def _serve(self, started: concurrent.futures.Future[_LoopState]) -> None:
+        """The loop's main task: holds every call's task until the runner closes."""
+        async with anyio.create_task_group() as tg:
+            loop = _LoopState(tg)
+            started.set_result(loop)
+            await loop.stop.wait()
+            if self._shutdown_timeout is not None:
+                with anyio.move_on_after(self._shutdown_timeout):
+                    await loop.wait_idle()
+                tg.cancel_scope.cancel("the concur.Runner is closing")
+
+    def _start(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> _Call[T]:
+        job = _Call(fn, args, contextvars.copy_context())
+        loop = self._ensure_running()
+        if loop.ident == threading.get_ident():
+            self._spawn(loop, job)
+        else:
+            try:
+                call_soon(loop.token, lambda: self._spawn(loop, job))
+            except anyio.RunFinishedError:
+                raise RuntimeError(f"{self!r} is closed; create a new concur.Runner") from None
+        return job
+
+    def _spawn(self, loop: _LoopState, job: _Call[Any]) -> None:
+        """Start *job*'s task (on the loop thread; never raises: it would kill the loop)."""
+        try:
+            if loop.stop.is_set():
+                raise RuntimeError(f"{self!r} is closed; create a new concur.Runner")
+            loop.tg.start_soon(_run_call, loop, job, name=f"{self._name}:{_fn_name(job.fn)}")
+            loop.active += 1
+        except BaseException as exc:
+            job.settle_exception(exc)
+            job.done.set()
+
+    def _cancel(self, job: _Call[Any]) -> None:
+        """Cancel *job*'s task, from any thread, without waiting."""
+        with job.lock:
+            if job.cancel_requested:
+                return
+            job.cancel_requested = True
+            scope = job.scope
+        loop = self._loop
+        if scope is None or loop is None:
+            return  # not started yet: it is cancelled as soon as it starts
+        if loop.ident == threading.get_ident():
+            scope.cancel()
+            return
+        with contextlib.suppress(anyio.RunFinishedError):
+            call_soon(loop.token, scope.cancel)
+
+    def _wait(self, job: _Call[T]) -> T:
+        """Block until *job* is done (Ctrl-C cancels it, see :meth:`run`)."""
+        try:
+            wait_event(job.done)
+        except KeyboardInterrupt:
+            self._cancel(job)
+            wait_event(job.done)  # a second Ctrl-C leaves from here at once
+            raise
+        return job.future.result()
+
+
+def _fn_name(fn: object) -> str:
+    return str(getattr(fn, "__qualname__", None) or type(fn).__qualname__)
+
+
+async def _run_call(loop: _LoopState, job: _Call[T]) -> None:
+    """The task of one call: the caller's context, its own cancel scope, its outcome."""
+    cancelled = anyio.get_cancelled_exc_class()
+    try:
+        adopt_context(job.context)
+        with anyio.CancelScope() as scope:
+            if not job.attach(scope):
+                job.settle_cancelled()  # cancelled before it started: fn never runs
+                return
+            try:
+                value = await await_fn(job.fn, job.args)
+            except cancelled:
+                raise
+            except BaseException as exc:  # delivered to the caller, never to the loop
+                job.settle_exception(exc)
+                return
+            job.settle_result(value)
+            return
+        job.settle_cancelled()  # our own scope caught the cancellation
+    except cancelled:
+        job.settle_cancelled()  # the runner is closing
+        raise
+    finally:
+        loop.call_ended()
+        job.done.set()
+
+
+async def _map(fn: Callable[[Any], Any], items: list[Any], limit: int) -> list[Any]:
+    """``Runner.map`` on the loop: bounded, ordered, fail-fast, the project's error rule."""
+    results: list[Any] = [None] * len(items)
+    errors: list[Exception] = []
+    pending = iter(enumerate(items))
+
+    async def worker(tg: anyio.abc.TaskGroup) -> None:
+        for index, item in pending:
+            try:
+                results[index] = await call(fn, item)
+            except Exception as exc:
+                errors.append(exc)
+                tg.cancel_scope.cancel()
+                return
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(min(limit, len(items))):
+            tg.start_soon(worker, tg)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ExceptionGroup(f"{len(errors)} calls of Runner.map() failed", errors)
+    return results
