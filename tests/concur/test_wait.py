@@ -241,6 +241,18 @@ async def test_race_discards_the_losers_later_failures() -> None:
     assert await concur.race(bad_loser(), value(1)) == 1
 
 
+async def test_race_closes_jobs_that_never_start() -> None:
+    """Coroutine jobs that a quick winner leaves unstarted are closed, without a warning."""
+
+    async def instant() -> str:
+        return "first"
+
+    jobs = [value(i) for i in range(3)]
+    assert await concur.race(instant(), *jobs) == "first"
+    gc.collect()
+    assert all(inspect.getcoroutinestate(job) == inspect.CORO_CLOSED for job in jobs)
+
+
 async def test_race_timeout_and_no_jobs() -> None:
     """``race`` raises ``TimeoutError`` when no job finishes in time, ``ValueError`` for none."""
     with pytest.raises(TimeoutError):
@@ -588,6 +600,19 @@ async def test_amap_break_closes_the_input() -> None:
     assert closed == [True]
     with pytest.raises(anyio.ClosedResourceError):
         await results.__anext__()
+
+
+async def test_amap_leaving_as_workers_finish_raises_nothing() -> None:
+    """Leaving the block just as calls finish never lets a worker's error escape."""
+
+    async def instant(i: int) -> int:
+        return i
+
+    for limit in (1, 2, 7):
+        for _ in range(20):
+            async with concur.amap(instant, range(50), limit=limit, buffer=0) as results:
+                async for _ in results:
+                    break
 
 
 async def test_amap_cancelled_from_outside() -> None:
