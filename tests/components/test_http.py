@@ -58,15 +58,17 @@ def _handler(behaviour: _Behaviour) -> type[BaseHTTPRequestHandler]:
                     b.barrier.wait(timeout=10)
                 if b.gate is not None:
                     b.gate.wait(timeout=10)
-                if first or key in b.always_503:
-                    self._send(503, {"error": "busy"})
-                elif key in b.missing:
-                    self._send(404, {"error": "no such key"})
-                else:
-                    self._send(200, {"score": int(key) * 10, "flag": True, "label": "x"})
             finally:
+                # counted until just before the answer, so the client's next request
+                # (which follows the answer) can never overlap this one in the count
                 with b.lock:
                     b.in_flight -= 1
+            if first or key in b.always_503:
+                self._send(503, {"error": "busy"})
+            elif key in b.missing:
+                self._send(404, {"error": "no such key"})
+            else:
+                self._send(200, {"score": int(key) * 10, "flag": True, "label": "x"})
 
         def _send(self, status: int, payload: object) -> None:
             body = json.dumps(payload).encode()
