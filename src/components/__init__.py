@@ -26,11 +26,9 @@ from ._runner import select_best_features as select_best_features
 from ._selectors import CorrelationSelector as CorrelationSelector
 from ._selectors import MutualInformationSelector as MutualInformationSelector
 
-__all__ = (
-    "DEFAULT_ROWS",
-    "PLANTED_FEATURES",
-    "TARGET",
+__all__ = (  # noqa: RUF022 (plainly sorted, as tests/test_exports.py checks for concur)
     "CorrelationSelector",
+    "DEFAULT_ROWS",
     "FeatureGenerator",
     "FeatureSelector",
     "GeneratorRun",
@@ -38,12 +36,14 @@ __all__ = (
     "InteractionFeatures",
     "LagFeatures",
     "MutualInformationSelector",
+    "PLANTED_FEATURES",
     "RollingFeatures",
     "SQLWindowFeatures",
     "Selection",
     "SelectionReport",
     "SyncFeatureGenerator",
     "SyncFeatureSelector",
+    "TARGET",
     "make_dataset",
     "select_best_features",
 )
