@@ -23,6 +23,7 @@ from ._polars import RollingFeatures as RollingFeatures
 from ._report import GeneratorRun as GeneratorRun
 from ._report import SelectionReport as SelectionReport
 from ._runner import select_best_features as select_best_features
+from ._runner import select_best_features_sync as select_best_features_sync
 from ._selectors import CorrelationSelector as CorrelationSelector
 from ._selectors import MutualInformationSelector as MutualInformationSelector
 
@@ -46,6 +47,7 @@ __all__ = (  # noqa: RUF022 (plainly sorted, as tests/test_exports.py checks for
     "TARGET",
     "make_dataset",
     "select_best_features",
+    "select_best_features_sync",
 )
 
 

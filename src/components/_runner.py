@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -19,7 +20,7 @@ from ._common import raise_single
 from ._interfaces import FeatureGenerator, FeatureSelector, Selection, SyncFeatureGenerator
 from ._report import GeneratorRun, Kind, SelectionReport
 
-__all__ = ["OnError", "select_best_features", "usable_cpus"]
+__all__ = ["OnError", "select_best_features", "select_best_features_sync", "usable_cpus"]
 
 OnError: TypeAlias = Literal["fail", "skip"]
 """What the runner does when a generator fails."""
@@ -202,6 +203,42 @@ async def select_best_features(
         return await _run(frame, target, generators, selector, k, limiter, on_error)
     with anyio.fail_after(timeout):
         return await _run(frame, target, generators, selector, k, limiter, on_error)
+
+
+def select_best_features_sync(
+    frame: pl.DataFrame,
+    *,
+    target: str,
+    generators: Sequence[FeatureGenerator],
+    selector: FeatureSelector,
+    k: int = 20,
+    thread_limit: int | None = None,
+    on_error: OnError = "fail",
+    timeout: float | None = None,
+    backend: Literal["asyncio", "trio"] = "asyncio",
+) -> SelectionReport:
+    """:func:`select_best_features` from synchronous code, through :func:`concur.run`.
+
+    Works in a script (it runs an event loop of *backend* in this thread), in a notebook
+    cell or other sync code called while a loop runs in this thread (the run happens on a
+    fresh loop in a background thread, on a clone of *frame*, and this thread blocks until
+    it is done), and in a worker thread started by :func:`concur.to_thread` (it runs on the
+    parent loop). The arguments and errors are those of :func:`select_best_features`.
+
+    Blocks until the run is done; Ctrl-C behaves as documented for :func:`concur.run`.
+    """
+    run = functools.partial(
+        select_best_features,
+        frame.clone() if isinstance(frame, pl.DataFrame) else frame,  # pyright: ignore[reportUnnecessaryIsInstance]
+        target=target,
+        generators=tuple(generators),
+        selector=selector,
+        k=k,
+        thread_limit=thread_limit,
+        on_error=on_error,
+        timeout=timeout,
+    )
+    return concur.run(run, backend=backend)
 
 
 async def _run(

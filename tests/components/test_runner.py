@@ -24,6 +24,7 @@ from components import (
     SyncFeatureSelector,
     make_dataset,
     select_best_features,
+    select_best_features_sync,
 )
 from concur._calls import settings_var
 
@@ -258,3 +259,38 @@ async def test_the_planted_features_are_selected_on_the_built_in_data() -> None:
     assert set(PLANTED_FEATURES) <= set(report.selection.names)
     assert set(report.selection.names[:3]) == set(PLANTED_FEATURES)
     assert all(run.outcome == "ok" for run in report.generators)
+
+
+def test_sync_twin_runs_from_plain_sync_code() -> None:
+    """select_best_features_sync works in a script with no event loop, on both backends."""
+    for backend in ("asyncio", "trio"):
+        report = select_best_features_sync(
+            _frame(),
+            target="y",
+            generators=[_Double()],
+            selector=CorrelationSelector(),
+            k=1,
+            backend=backend,  # type: ignore[arg-type]
+        )
+        assert len(report.selection.names) == 1
+        assert report.generators[0].outcome == "ok"
+
+
+async def test_sync_twin_works_while_a_loop_runs_in_this_thread() -> None:
+    """Called from sync code under a running loop (a notebook cell), it still returns."""
+    report = select_best_features_sync(
+        _frame(), target="y", generators=[_Double()], selector=CorrelationSelector(), k=2
+    )
+    assert set(report.selection.names) <= {"double__x2", "double__x1"}
+
+
+async def test_sync_twin_works_from_a_worker_thread() -> None:
+    """Called from a concur worker thread, it runs on the parent loop."""
+
+    def in_thread() -> tuple[str, ...]:
+        report = select_best_features_sync(
+            _frame(), target="y", generators=[_Double()], selector=CorrelationSelector(), k=1
+        )
+        return report.selection.names
+
+    assert len(await concur.to_thread(in_thread)) == 1
