@@ -24,10 +24,10 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ._calls import call, check_callable, is_async_callable, settings_var
+from ._calls import call, is_async_callable, settings_var
 from ._ratelimit import RateLimiter, check_rate
 
-__all__ = ["ListMap", "Source", "amap", "check_limit", "lone_failure", "map_async"]
+__all__ = ["ListMap", "Source", "amap", "check_fn", "check_limit", "lone_failure", "map_async"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -59,10 +59,23 @@ def _check_items(items: object) -> None:
         )
 
 
+def check_fn(fn: object, where: str, arg: str = "fn") -> None:
+    """Refuse a non-callable *fn*, or a coroutine object (closed, so it does not warn)."""
+    if inspect.iscoroutine(fn):
+        name = getattr(fn, "__name__", arg)
+        fn.close()
+        raise TypeError(
+            f"{where}() takes a function as {arg}, not a coroutine object: "
+            f"pass {name} itself, not {name}(...)"
+        )
+    if not callable(fn):
+        raise TypeError(f"{arg} must be callable, got {type(fn).__name__} {fn!r}")
+
+
 def _check_map_args(
     fn: object, items: object, limit: object, max_per_second: object, burst: object, where: str
 ) -> None:
-    check_callable(fn, where)
+    check_fn(fn, where)
     _check_items(items)
     check_limit(limit)
     if max_per_second is not None:

@@ -24,8 +24,8 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ._calls import check_callable, is_async_callable
-from ._map import amap, check_limit, lone_failure
+from ._calls import is_async_callable
+from ._map import amap, check_fn, check_limit, lone_failure
 from ._ratelimit import RateLimiter, check_rate
 
 __all__ = [
@@ -218,7 +218,7 @@ class _Filter(ClosingAsyncIterator[T]):
         source: AsyncIterable[T] | Iterable[T],
         pred: Callable[[T], Awaitable[object]] | Callable[[T], object],
     ) -> None:
-        check_callable(pred, "filter")
+        check_fn(pred, "filter", "pred")
         super().__init__(source)
         self._pred = pred
         self._is_async = is_async_callable(pred)

@@ -325,7 +325,7 @@ async def test_aclose_is_idempotent_and_stops_iteration() -> None:
         (lambda: streams.take([1], 1.0), TypeError, "n"),
         (lambda: streams.throttle([1], 0), ValueError, "per_second"),
         (lambda: streams.throttle([1], 1, burst=0), ValueError, "burst"),
-        (lambda: streams.filter([1], 3), TypeError, "callable"),
+        (lambda: streams.filter([1], 3), TypeError, "pred must be callable"),
         (lambda: streams.enumerate([1], start="a"), TypeError, "start"),
         (lambda: streams.take(3, 1), TypeError, "source"),
     ],

@@ -453,10 +453,14 @@ async def test_map_async_bad_options(
 
 async def test_map_async_bad_fn_and_items() -> None:
     """A non-callable *fn* or a non-iterable *items* raises ``TypeError``."""
-    with pytest.raises(TypeError, match="callable"):
+    with pytest.raises(TypeError, match="fn must be callable"):
         await concur.map_async(3, [1])  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="items"):
         await concur.map_async(value, 3)  # type: ignore[call-overload]
+    job = value(1)
+    with pytest.raises(TypeError, match="not a coroutine object"):
+        concur.amap(job, [1])  # type: ignore[call-overload]
+    assert inspect.getcoroutinestate(job) == inspect.CORO_CLOSED
 
 
 async def test_map_async_rate_limit_spreads_starts() -> None:
