@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import anyio
+import anyio.from_thread
 import attrs
 import polars as pl
 import pytest
@@ -294,3 +296,98 @@ async def test_sync_twin_works_from_a_worker_thread() -> None:
         return report.selection.names
 
     assert len(await concur.to_thread(in_thread)) == 1
+
+
+@attrs.frozen(eq=False)
+class _Blocking(SyncFeatureGenerator):
+    """A sync generator that meets its siblings at a barrier, or waits to be released."""
+
+    name: str = "blocking"
+    barrier: threading.Barrier | None = None
+    release: threading.Event | None = None
+    started: anyio.Event | None = None
+    state: dict[str, int] = attrs.field(factory=dict)
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def generate(self, frame: pl.DataFrame) -> pl.DataFrame:
+        with self.lock:
+            self.state["running"] = self.state.get("running", 0) + 1
+            self.state["most"] = max(self.state.get("most", 0), self.state["running"])
+        try:
+            if self.started is not None:
+                anyio.from_thread.run_sync(self.started.set)
+            if self.barrier is not None:
+                self.barrier.wait(timeout=10)
+            if self.release is not None:
+                self.release.wait(timeout=10)
+            return frame.select(pl.col("x").alias("copy"))
+        finally:
+            with self.lock:
+                self.state["running"] -= 1
+                self.state["returned"] = self.state.get("returned", 0) + 1
+
+
+async def test_sync_generators_run_in_parallel_threads() -> None:
+    """Two sync generators are in their threads at the same time (they meet at a barrier)."""
+    barrier = threading.Barrier(2)
+    gens = [_Blocking(name="a", barrier=barrier), _Blocking(name="b", barrier=barrier)]
+    report = await select_best_features(
+        _frame(), target="y", generators=gens, selector=CorrelationSelector(), thread_limit=2
+    )
+    assert [run.outcome for run in report.generators] == ["ok", "ok"]
+
+
+async def test_thread_limit_caps_the_generator_threads() -> None:
+    """With thread_limit=1, sync generators never run two at once."""
+    shared = _Blocking(name="a")
+    gens = [shared, attrs.evolve(shared, name="b"), attrs.evolve(shared, name="c")]
+    await select_best_features(
+        _frame(), target="y", generators=gens, selector=CorrelationSelector(), thread_limit=1
+    )
+    assert shared.state["most"] == 1
+    assert shared.state["returned"] == 3
+
+
+async def test_cancelling_the_runner_waits_for_its_threads() -> None:
+    """A cancelled run returns only after its generator threads have returned."""
+    started, release = anyio.Event(), threading.Event()
+    gen = _Blocking(started=started, release=release)
+    outcome: list[str] = []
+
+    async def run() -> None:
+        with anyio.CancelScope() as scope:
+            holder.append(scope)
+            await select_best_features(
+                _frame(), target="y", generators=[gen], selector=CorrelationSelector()
+            )
+        outcome.append("cancelled" if scope.cancelled_caught else "finished")
+        outcome.append(f"returned={gen.state.get('returned', 0)}")
+
+    holder: list[anyio.CancelScope] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        await started.wait()
+        holder[0].cancel()
+        await anyio.wait_all_tasks_blocked()
+        assert outcome == []  # still waiting for the thread
+        release.set()
+    assert outcome == ["cancelled", "returned=1"]
+
+
+async def test_a_sync_generator_overriding_agenerate_counts_as_async() -> None:
+    """The kind is discovered at run time: an overridden agenerate runs on the loop."""
+
+    @attrs.frozen
+    class OnLoop(SyncFeatureGenerator):
+        name: str = "onloop"
+
+        def generate(self, frame: pl.DataFrame) -> pl.DataFrame:
+            return frame.select(pl.col("x").alias("same"))
+
+        async def agenerate(self, frame: pl.DataFrame) -> pl.DataFrame:
+            return self.generate(frame)
+
+    report = await select_best_features(
+        _frame(), target="y", generators=[OnLoop(), _Double()], selector=CorrelationSelector()
+    )
+    assert [run.kind for run in report.generators] == ["async", "thread"]
