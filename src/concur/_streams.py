@@ -395,19 +395,29 @@ class _Channel(Generic[T]):
         return item
 
 
-async def _pump(
-    source: AsyncIterable[T] | Iterable[T],
-    channel: _Channel[Any],
-    stamp: bool = False,
-) -> None:
-    """Copy *source* into *channel*; close the source when done, whatever the outcome."""
-    it = _aiter(source)
-    try:
-        async for item in it:
-            await channel.send((anyio.current_time(), item) if stamp else item)
-    finally:
-        channel.close_sender()
-        await _aclose(it)
+@final
+class _Pump(Generic[T]):
+    """Copies one source into a channel, in a task; closes the source, once, whatever happens."""
+
+    __slots__ = ("_closed", "_it")
+
+    def __init__(self, source: AsyncIterable[T] | Iterable[T]) -> None:
+        self._it = _aiter(source)
+        self._closed = False
+
+    async def run(self, channel: _Channel[Any], stamp: bool) -> None:
+        try:
+            async for item in self._it:
+                await channel.send((anyio.current_time(), item) if stamp else item)
+        finally:
+            channel.close_sender()
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the source (also when the task never started). Idempotent."""
+        if not self._closed:
+            self._closed = True
+            await _aclose(self._it)
 
 
 # --- context-manager operators ----------------------------------------------------------------
@@ -416,15 +426,27 @@ async def _pump(
 class _TaskOperator(Generic[T]):
     """The base of the operators that run pump tasks in a task group."""
 
-    __slots__ = ("_channel", "_entered", "_tg")
+    __slots__ = ("_channel", "_entered", "_pumps", "_tg")
 
     def __init__(self) -> None:
+        self._pumps: list[_Pump[Any]] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._channel: _Channel[Any] | None = None
         self._entered = False
 
     def _start(self, tg: anyio.abc.TaskGroup) -> _Channel[Any]:
         raise NotImplementedError
+
+    def _pump(
+        self,
+        tg: anyio.abc.TaskGroup,
+        source: AsyncIterable[Any] | Iterable[Any],
+        channel: _Channel[Any],
+        stamp: bool = False,
+    ) -> None:
+        pump = _Pump(source)
+        self._pumps.append(pump)
+        tg.start_soon(pump.run, channel, stamp)
 
     def _iterator(self, channel: _Channel[Any]) -> AsyncIterator[T]:
         raise NotImplementedError
@@ -455,6 +477,9 @@ class _TaskOperator(Generic[T]):
             exc = lone_failure(group)
             if exc is None:
                 raise
+        finally:
+            for pump in self._pumps:
+                await pump.close()  # the sources of pumps that never started
         try:
             if exc is not exc_val and isinstance(exc_val, anyio.get_cancelled_exc_class()):
                 raise exc from exc.__cause__
@@ -512,7 +537,7 @@ class merge(_TaskOperator[T]):
     def _start(self, tg: anyio.abc.TaskGroup) -> _Channel[Any]:
         channel = _Channel[T](max(len(self._sources), 1), len(self._sources))
         for source in self._sources:
-            tg.start_soon(_pump, source, channel)
+            self._pump(tg, source, channel)
         return channel
 
     def _iterator(self, channel: _Channel[Any]) -> AsyncIterator[T]:
@@ -549,7 +574,7 @@ class buffer(_TaskOperator[T]):
 
     def _start(self, tg: anyio.abc.TaskGroup) -> _Channel[Any]:
         channel = _Channel[T](self._size, 1)
-        tg.start_soon(_pump, self._source, channel)
+        self._pump(tg, self._source, channel)
         return channel
 
     def _iterator(self, channel: _Channel[Any]) -> AsyncIterator[T]:
@@ -623,7 +648,7 @@ class batch(_TaskOperator[list[T]]):
 
     def _start(self, tg: anyio.abc.TaskGroup) -> _Channel[Any]:
         channel = _Channel[tuple[float, T]](self._size, 1)
-        tg.start_soon(_pump, self._source, channel, True)
+        self._pump(tg, self._source, channel, True)
         return channel
 
     def _iterator(self, channel: _Channel[Any]) -> AsyncIterator[list[T]]:

@@ -95,6 +95,35 @@ async def test_merge_outside_cancellation_closes_every_source() -> None:
     await still_cancellable()
 
 
+class Closable:
+    """An async iterator (not a generator) that records ``aclose()``."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def __aiter__(self) -> Closable:
+        return self
+
+    async def __anext__(self) -> int:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+async def test_leaving_at_once_closes_sources_whose_reader_never_ran() -> None:
+    """Sources are closed once even when the block is left before their reader started."""
+    sources = [Closable() for _ in range(4)]
+    async with streams.merge(sources[0], sources[1]):
+        pass
+    async with streams.buffer(sources[2], 2):
+        pass
+    async with streams.batch(sources[3], 2, timeout=1):
+        pass
+    assert [source.closed for source in sources] == [1, 1, 1, 1]
+
+
 async def test_merge_source_error_is_raised_bare() -> None:
     """A failing source cancels the others and its exception leaves the block bare."""
     a = Source(None)
