@@ -117,27 +117,20 @@ class ClosingAsyncIterator(AsyncIterator[T]):
     (an async generator source usually ends there); ``aclose()`` still closes the source.
     """
 
-    __slots__ = ("_done", "_pending", "_source")
+    __slots__ = ("_done", "_source")
 
     def __init__(self, source: AsyncIterable[Any] | Iterable[Any]) -> None:
         _check_source(source)
-        self._source: AsyncIterator[Any] | None = None
-        self._pending: AsyncIterable[Any] | Iterable[Any] | None = source
+        self._source: AsyncIterator[Any] | None = _aiter(source)
         self._done = False
-
-    def _src(self) -> AsyncIterator[Any]:
-        src = self._source
-        if src is None:
-            pending = self._pending
-            assert pending is not None
-            src = self._source = _aiter(pending)
-            self._pending = None
-        return src
 
     async def _next(self) -> Any:
         """The next item of the source; on its end, close it and stop."""
+        source = self._source
+        if source is None:
+            raise StopAsyncIteration
         try:
-            return await anext(self._src())
+            return await anext(source)
         except StopAsyncIteration:
             await self.aclose()
             raise
@@ -151,7 +144,7 @@ class ClosingAsyncIterator(AsyncIterator[T]):
         if self._done:
             return
         self._done = True
-        source, self._source, self._pending = self._source, None, None
+        source, self._source = self._source, None
         if source is not None:
             await _aclose(source)
 

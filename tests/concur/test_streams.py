@@ -346,6 +346,13 @@ async def test_aclose_is_idempotent_and_stops_iteration() -> None:
         await it.__anext__()
 
 
+async def test_aclose_before_iterating_closes_the_source() -> None:
+    """Closing an operator that was never iterated closes its source."""
+    source = Closable()
+    await streams.take(source, 3).aclose()
+    assert source.closed == 1
+
+
 @pytest.mark.parametrize(
     ("make", "error", "word"),
     [
