@@ -378,6 +378,32 @@ async def test_map_async_sync_input_is_lazy() -> None:
     assert await concur.map_async(counter.run, items(), limit=3) == list(range(20))
 
 
+async def test_map_async_rate_wait_holds_at_most_one_unstarted_item() -> None:
+    """With a rate limit, the item waiting for its token is the only one read and not started."""
+    counter = InFlight()
+    reads = 0
+
+    async def items() -> AsyncIterator[int]:
+        nonlocal reads
+        for i in range(8):
+            assert reads == counter.started
+            reads += 1
+            yield i
+
+    results = await concur.map_async(counter.run, items(), limit=4, max_per_second=500)
+    assert results == list(range(8))
+
+
+async def test_gather_sync_job_failure_is_raised_bare() -> None:
+    """A sync job's exception comes back from its thread bare."""
+
+    def broken() -> None:
+        raise LookupError("from a thread")
+
+    with pytest.raises(LookupError, match="from a thread"):
+        await concur.gather(broken, functools.partial(InFlight().run, 1, anyio.Event()))
+
+
 async def test_map_async_failure_is_bare_and_closes_the_input() -> None:
     """One failing call is raised bare, stops reading, and closes an async generator."""
     closed = []
