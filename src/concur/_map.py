@@ -371,7 +371,10 @@ class _Results(Generic[T, R]):
     async def __anext__(self) -> R:
         if self._closed:
             raise anyio.ClosedResourceError("the amap block has been left")
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._tg.cancel_scope.cancel_called:
+            # fail-fast: stop at once, even with results ready (outside cancellation
+            # reaches us when we wait, at the latest after limit + buffer results)
+            await anyio.lowlevel.checkpoint()
         while True:
             if self._ordered:
                 ready_at = self._ready_at
@@ -500,7 +503,9 @@ class amap(Generic[T, R]):
 
     The results are for one consumer task: a second task iterating while the first waits
     gets :exc:`anyio.BusyResourceError`; iterating after the block is left raises
-    :exc:`anyio.ClosedResourceError`.
+    :exc:`anyio.ClosedResourceError`. Taking a result that is ready is not a checkpoint
+    (unless a call failed), so a consumer that never awaits anything else sees an outside
+    cancellation when it next waits for a result, after at most ``limit + buffer`` results.
     """
 
     __slots__ = ("_buffer", "_fn", "_items", "_limit", "_ordered", "_rate", "_results", "_tg")
