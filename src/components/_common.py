@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
 
 if TYPE_CHECKING:
     import polars as pl
@@ -30,14 +30,19 @@ def as_names(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
         return None
     if isinstance(value, str):
         return (value,)
-    return tuple(value)
+    names = tuple(value) if isinstance(value, Iterable) else None  # pyright: ignore[reportUnnecessaryIsInstance]
+    if names is None or not all(isinstance(n, str) for n in names):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"expected None, a column name or column names (str), got {value!r}")
+    return names
 
 
 def as_ints(value: int | Iterable[int]) -> tuple[int, ...]:
-    """Convert a ``lags``-like field: one int or ints, to a tuple."""
+    """Convert a ``lags``-like field: one int or ints, to a tuple (checked later)."""
     if isinstance(value, int):
         return (value,)
-    return tuple(value)
+    if isinstance(value, Iterable) and not isinstance(value, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+        return tuple(value)
+    return (cast(int, value),)  # not an int: check_windows names the field in its error
 
 
 def as_tuple(values: Iterable[T]) -> tuple[T, ...]:

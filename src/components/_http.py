@@ -34,6 +34,16 @@ def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
         raise ValueError(f"HttpLookupFeatures: {attribute.name} must be > 0, got {value!r}")
 
 
+def _positive_int(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError(f"HttpLookupFeatures: {attribute.name} must be an int >= 1, got {value!r}")
+
+
+def _non_negative_int(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError(f"HttpLookupFeatures: {attribute.name} must be an int >= 0, got {value!r}")
+
+
 def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if isinstance(value, bool) or not value >= 0:
         raise ValueError(f"HttpLookupFeatures: {attribute.name} must be >= 0, got {value!r}")
@@ -78,8 +88,8 @@ class HttpLookupFeatures(FeatureGenerator):
     key: str = "entity"
     fields: tuple[str, ...] | None = attrs.field(default=None, converter=as_names)
     name: str = "http"
-    max_concurrency: int = attrs.field(default=16, validator=_positive)
-    retries: int = attrs.field(default=3, validator=_non_negative)
+    max_concurrency: int = attrs.field(default=16, validator=_positive_int)
+    retries: int = attrs.field(default=3, validator=_non_negative_int)
     timeout: float = attrs.field(default=10.0, validator=_positive)
     backoff: float = attrs.field(default=0.05, validator=_non_negative)
     headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=as_tuple)
@@ -114,6 +124,7 @@ class HttpLookupFeatures(FeatureGenerator):
         if self.key not in frame.columns:
             raise ValueError(f"HttpLookupFeatures: key column {self.key!r} is not in the frame")
         keys: list[Any] = await concur.to_thread(_distinct, frame.get_column(self.key))
+        keys = [value for value in keys if value is not None]  # a null key has no features
         found: dict[Any, Mapping[str, Any]] = {}
         pending = iter(keys)
         try:

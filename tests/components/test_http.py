@@ -188,3 +188,19 @@ async def test_a_missing_key_column_raises(server: _Server) -> None:
     gen = HttpLookupFeatures(url=server.url + "/{key}", key="user")
     with pytest.raises(ValueError, match="'user'"):
         await gen.agenerate(_frame())
+
+
+async def test_null_keys_are_not_looked_up(server: _Server) -> None:
+    """Rows whose key is null get null features, with no request for them."""
+    gen = HttpLookupFeatures(url=server.url + "/lookup/{key}")
+    out = await gen.agenerate(pl.DataFrame({"entity": [1, None, 1]}))
+    assert out["http__score"].to_list() == [10.0, None, 10.0]
+    assert server.behaviour.requests == ["1"]
+
+
+def test_counts_must_be_whole_numbers() -> None:
+    """max_concurrency and retries must be ints, named in the error."""
+    with pytest.raises(ValueError, match="max_concurrency"):
+        HttpLookupFeatures(url="http://127.0.0.1/", max_concurrency=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="retries"):
+        HttpLookupFeatures(url="http://127.0.0.1/", retries=-1)

@@ -101,6 +101,12 @@ def test_bad_configuration_and_columns_raise_clear_errors() -> None:
         RollingFeatures(stats=("median",))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="name"):
         LagFeatures(name="")
+    with pytest.raises(TypeError, match="column names"):
+        LagFeatures(columns=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="windows"):
+        RollingFeatures(windows="7")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lags"):
+        LagFeatures(lags=2.5)  # type: ignore[arg-type]
     frame = _shuffled()
     with pytest.raises(ValueError, match="'nope'"):
         LagFeatures(columns=("nope",)).generate(frame)
