@@ -147,25 +147,32 @@ class MutualInformationSelector(SyncFeatureSelector):
     """Rank features by binned mutual information with the target.
 
     Feature and target are each cut into at most *bins* equal-frequency bins (ties share a
-    bin, so a constant column has one bin and scores 0), over the rows where both are
-    present; the score is the mutual information of the two binnings, in nats. The best
-    *k* are chosen. Non-numeric columns are not candidates.
+    bin, so a constant column has one bin and scores 0); the score is the mutual
+    information of the two binnings over the rows where both are present, in nats. The
+    best *k* are chosen. Non-numeric columns are not candidates.
 
     Attributes:
         name: the selector's name.
         bins: the number of bins per variable (at least 2).
         min_score: candidates scoring at most this are never chosen.
+        max_rows: frames with more rows are scored on a sample of this many rows, drawn
+            with a fixed seed (so the result is deterministic); None scores every row.
     """
 
     name: str = "mutual_information"
     bins: int = 16
     min_score: float = 0.0
+    max_rows: int | None = 250_000
 
     def __attrs_post_init__(self) -> None:
         check_name(self.name, "MutualInformationSelector")
-        bins = self.bins
-        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(f"MutualInformationSelector: bins must be an int >= 2, got {bins!r}")
+        for what, value, least in (("bins", self.bins, 2), ("max_rows", self.max_rows, 1)):
+            if value is None and what == "max_rows":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(
+                    f"MutualInformationSelector: {what} must be an int >= {least}, got {value!r}"
+                )
 
     @override
     def select(self, features: pl.DataFrame, target: pl.Series, k: int) -> Selection:
@@ -177,32 +184,46 @@ class MutualInformationSelector(SyncFeatureSelector):
         """
         k = _check_k(k)
         frame, candidates = prepare(features, target, "MutualInformationSelector")
-        scores = {c: self._score(frame, c) for c in candidates}
+        if not candidates:
+            return Selection((), {})
+        if self.max_rows is not None and frame.height > self.max_rows:
+            frame = frame.sample(self.max_rows, seed=0)
+        y = pl.col(_TARGET)
+        y_bin = self._binned(y)
+        # one parallel pass: each candidate's joint bin code with the target (null if
+        # either is missing); then a small count per candidate
+        codes = frame.select(
+            [
+                (self._binned(pl.when(y.is_not_null()).then(pl.col(c))) * self.bins + y_bin).alias(
+                    c
+                )
+                for c in candidates
+            ]
+        )
+        scores = {c: self._mutual_information(codes.get_column(c)) for c in candidates}
         chosen = [c for c in _ranked(candidates, scores) if scores[c] > self.min_score][:k]
         return Selection(chosen, scores)
 
-    def _binned(self, column: str) -> pl.Expr:
-        x = pl.col(column)
+    def _binned(self, x: pl.Expr) -> pl.Expr:
+        # equal-frequency bins over the values present; ties (rank "min") share a bin
         rank = x.rank("min") - 1
-        return (rank * self.bins / x.len()).floor().cast(pl.Int32)
+        return (rank * self.bins / x.count()).floor().cast(pl.Int64)
 
-    def _score(self, frame: pl.DataFrame, column: str) -> float:
-        both = frame.select(column, _TARGET).drop_nulls()
-        n = both.height
+    def _mutual_information(self, codes: pl.Series) -> float:
+        counts = codes.drop_nulls().value_counts()
+        # sorted, so the float sum (and the ranking of ties) is the same on every run
+        joint = sorted((int(code), int(c)) for code, c in counts.rows())
+        n = sum(c for _, c in joint)
         if n == 0:
             return 0.0
-        counts = (
-            both.select(self._binned(column).alias("x"), self._binned(_TARGET).alias("y"))
-            .group_by("x", "y")
-            .len()
-        )
         px: dict[int, int] = {}
         py: dict[int, int] = {}
-        joint = counts.rows()
-        for x, y, c in joint:
+        for code, c in joint:
+            x, y = divmod(code, self.bins)
             px[x] = px.get(x, 0) + c
             py[y] = py.get(y, 0) + c
         mi = 0.0
-        for x, y, c in joint:
+        for code, c in joint:
+            x, y = divmod(code, self.bins)
             mi += c / n * math.log(c * n / (px[x] * py[y]))
         return _finite(max(mi, 0.0))

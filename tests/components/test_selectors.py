@@ -106,3 +106,14 @@ def test_no_candidates_give_an_empty_selection() -> None:
     selection = CorrelationSelector().select(pl.DataFrame({"s": ["a", "b"]}), pl.Series([1, 2]), 5)
     assert selection.names == ()
     assert dict(selection.scores) == {}
+
+
+def test_mutual_information_samples_large_frames_deterministically() -> None:
+    """Past max_rows it scores a fixed-seed sample: the same selection every time."""
+    features, target = _features()
+    selector = MutualInformationSelector(max_rows=1_000)
+    first = selector.select(features, target, 2)
+    assert first == selector.select(features, target, 2)
+    assert set(first.names) <= {"strong", "strong_copy"}
+    with pytest.raises(ValueError, match="max_rows"):
+        MutualInformationSelector(max_rows=0)
