@@ -32,7 +32,9 @@ class GeneratorRun:
         name: the generator's name.
         kind: ``"thread"`` for a :class:`SyncFeatureGenerator` (its work ran in a worker
             thread), ``"async"`` otherwise (on the event loop).
-        started: when it was started, in seconds since the run began (monotonic clock).
+        started: when it started, in seconds since the run began (monotonic clock); for
+            a thread generator, when its thread began running (after any wait for a
+            limiter token).
         ended: when it ended, likewise.
         rows: the rows it produced (0 unless ``outcome == "ok"``).
         columns: the feature columns it produced (0 unless ``outcome == "ok"``).

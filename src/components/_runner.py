@@ -261,6 +261,7 @@ async def _run(
     async def run_one(index: int, generator: FeatureGenerator) -> None:
         kind = kind_of(generator)
         started = time.monotonic() - began
+        thread_started: list[float] = []
         if hook is not None:
             hook(index, generator, None)
 
@@ -272,7 +273,7 @@ async def _run(
             run = GeneratorRun(
                 name=generator.name,
                 kind=kind,
-                started=started,
+                started=thread_started[0] - began if thread_started else started,
                 ended=time.monotonic() - began,
                 rows=0 if result is None else result.height,
                 columns=0 if result is None else result.width,
@@ -284,7 +285,15 @@ async def _run(
                 hook(index, generator, run)
 
         try:
-            result = _prefix(generator, await generator.agenerate(inputs.clone()), height)
+            if kind == "thread":
+                # what SyncFeatureGenerator.agenerate does, plus the time the thread
+                # really started (after waiting for a limiter token), for the timeline
+                assert isinstance(generator, SyncFeatureGenerator)
+                stamp, out = await concur.to_thread(_timed(generator.generate), inputs)
+                thread_started.append(stamp)
+            else:
+                out = await generator.agenerate(inputs.clone())
+            result = _prefix(generator, out, height)
         except cancelled_exc:
             record("cancelled", None, None)
             raise
@@ -321,6 +330,15 @@ async def _run(
         selection=selection,
         generators=done,
     )
+
+
+def _timed(
+    generate: Callable[[pl.DataFrame], pl.DataFrame],
+) -> Callable[[pl.DataFrame], tuple[float, pl.DataFrame]]:
+    def timed(frame: pl.DataFrame) -> tuple[float, pl.DataFrame]:
+        return time.monotonic(), generate(frame)
+
+    return timed
 
 
 def _check_selection(

@@ -391,3 +391,13 @@ async def test_a_sync_generator_overriding_agenerate_counts_as_async() -> None:
         _frame(), target="y", generators=[OnLoop(), _Double()], selector=CorrelationSelector()
     )
     assert [run.kind for run in report.generators] == ["async", "thread"]
+
+
+async def test_thread_start_times_exclude_the_wait_for_a_token() -> None:
+    """Under thread_limit=1 the second generator's start is after the first one's end."""
+    gens = [_Blocking(name="a"), _Blocking(name="b")]
+    report = await select_best_features(
+        _frame(), target="y", generators=gens, selector=CorrelationSelector(), thread_limit=1
+    )
+    first, second = sorted(report.generators, key=lambda run: run.started)
+    assert second.started >= first.ended - 1e-3
