@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import anyio
 import anyio.from_thread
@@ -21,6 +22,7 @@ from components import (
     LagFeatures,
     RollingFeatures,
     Selection,
+    SelectionReport,
     SQLWindowFeatures,
     SyncFeatureGenerator,
     SyncFeatureSelector,
@@ -394,10 +396,30 @@ async def test_a_sync_generator_overriding_agenerate_counts_as_async() -> None:
 
 
 async def test_thread_start_times_exclude_the_wait_for_a_token() -> None:
-    """Under thread_limit=1 the second generator's start is after the first one's end."""
-    gens = [_Blocking(name="a"), _Blocking(name="b")]
-    report = await select_best_features(
-        _frame(), target="y", generators=gens, selector=CorrelationSelector(), thread_limit=1
-    )
-    first, second = sorted(report.generators, key=lambda run: run.started)
-    assert second.started >= first.ended - 1e-3
+    """Under thread_limit=1 the second generator's start is when its thread ran."""
+    started, release = anyio.Event(), threading.Event()
+    first = _Blocking(name="a", started=started, release=release)
+    reports: list[SelectionReport] = []
+
+    async def run() -> None:
+        reports.append(
+            await select_best_features(
+                _frame(),
+                target="y",
+                generators=[first, _Blocking(name="b")],
+                selector=CorrelationSelector(),
+                thread_limit=1,
+            )
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        await started.wait()
+        seen = time.monotonic()  # the run began before this
+        await anyio.wait_all_tasks_blocked()
+        mark = time.monotonic()  # the second thread cannot start before this
+        release.set()
+    runs = {run.name: run for run in reports[0].generators}
+    # began <= seen, and the second thread started after mark: started >= mark - seen
+    assert runs["b"].started >= mark - seen
+    assert runs["b"].started >= runs["a"].started
