@@ -115,12 +115,13 @@ def _check_arguments(
                 )
 
 
-def _limiter(thread_limit: int | None) -> anyio.CapacityLimiter:
+def _limiter(thread_limit: int | None) -> tuple[anyio.CapacityLimiter, bool]:
+    """The limiter of the run, and whether it is the runner's own default one."""
     if thread_limit is not None:
-        return anyio.CapacityLimiter(thread_limit)
+        return anyio.CapacityLimiter(thread_limit), False
     if settings_var.get().limiter is not None:
-        return settings_var.get().current_limiter()
-    return anyio.CapacityLimiter(usable_cpus())
+        return settings_var.get().current_limiter(), False
+    return anyio.CapacityLimiter(usable_cpus()), True
 
 
 def _prefix(generator: FeatureGenerator, result: object, height: int) -> pl.DataFrame:
@@ -171,7 +172,9 @@ async def select_best_features(
         k: the most features to select.
         thread_limit: run at most this many thread calls at once. None means the limiter
             of the enclosing :func:`concur.scope` or :class:`concur.TaskGroup` if one was
-            set, else one token per usable CPU (never anyio's default of 40).
+            set, else one token per usable CPU (never anyio's default of 40) for the sync
+            generators and the selector, plus one token of its own for the short thread
+            calls async generators make (so they never wait behind a long generator).
         on_error: ``"fail"``: the first failing generator cancels the others and its
             exception propagates as it is. ``"skip"``: failures are recorded in the report
             and the others go on.
@@ -198,11 +201,14 @@ async def select_best_features(
     """
     generators = tuple(generators)
     _check_arguments(frame, target, generators, selector, k, thread_limit, on_error, timeout)
-    limiter = _limiter(thread_limit)
+    limiter, own = _limiter(thread_limit)
+    # With the default limiter, the async generators' own short thread calls (a join, a
+    # parse) get one token of their own, so they never queue behind long generator threads.
+    hops = anyio.CapacityLimiter(1) if own else None
     if timeout is None:
-        return await _run(frame, target, generators, selector, k, limiter, on_error)
+        return await _run(frame, target, generators, selector, k, limiter, hops, on_error)
     with anyio.fail_after(timeout):
-        return await _run(frame, target, generators, selector, k, limiter, on_error)
+        return await _run(frame, target, generators, selector, k, limiter, hops, on_error)
 
 
 def select_best_features_sync(
@@ -248,6 +254,7 @@ async def _run(
     selector: FeatureSelector,
     k: int,
     limiter: anyio.CapacityLimiter,
+    hops: anyio.CapacityLimiter | None,
     on_error: OnError,
 ) -> SelectionReport:
     inputs = frame.drop(target)
@@ -291,8 +298,11 @@ async def _run(
                 assert isinstance(generator, SyncFeatureGenerator)
                 stamp, out = await concur.to_thread(_timed(generator.generate), inputs)
                 thread_started.append(stamp)
-            else:
+            elif hops is None:
                 out = await generator.agenerate(inputs.clone())
+            else:
+                with concur.scope(limiter=hops):
+                    out = await generator.agenerate(inputs.clone())
             result = _prefix(generator, out, height)
         except cancelled_exc:
             record("cancelled", None, None)

@@ -207,23 +207,39 @@ async def test_results_that_are_not_row_aligned_frames_are_refused() -> None:
         )
 
 
+@attrs.frozen(eq=False)
+class _SyncLimiterProbe(SyncFeatureGenerator):
+    name: str = "sync_probe"
+    seen: list[float] = attrs.field(factory=list)
+
+    def generate(self, frame: pl.DataFrame) -> pl.DataFrame:
+        # the thread runs in the caller's context: the ambient settings are visible here
+        self.seen.append(settings_var.get().current_limiter().total_tokens)
+        return frame.select(pl.col("x").alias("same"))
+
+
 async def test_thread_limit_defaults_to_the_enclosing_limiter_else_the_usable_cpus() -> None:
     """thread_limit=None uses the ambient limiter if set, else one token per usable CPU."""
-    probe = _LimiterProbe()
+    probe, sync_probe = _LimiterProbe(), _SyncLimiterProbe()
     selector = CorrelationSelector()
-    await select_best_features(_frame(), target="y", generators=[probe], selector=selector)
-    assert probe.seen[-1].total_tokens == len(os.sched_getaffinity(0))
+    gens = [probe, sync_probe]
+    await select_best_features(_frame(), target="y", generators=gens, selector=selector)
+    assert sync_probe.seen[-1] == len(os.sched_getaffinity(0))
+    # the async generators' own thread calls get a token of their own
+    assert probe.seen[-1].total_tokens == 1
     limiter = anyio.CapacityLimiter(3)
     with concur.scope(limiter=limiter):
-        await select_best_features(_frame(), target="y", generators=[probe], selector=selector)
+        await select_best_features(_frame(), target="y", generators=gens, selector=selector)
     assert probe.seen[-1] is limiter
+    assert sync_probe.seen[-1] == 3
     async with concur.TaskGroup(limiter=limiter):
-        await select_best_features(_frame(), target="y", generators=[probe], selector=selector)
+        await select_best_features(_frame(), target="y", generators=gens, selector=selector)
     assert probe.seen[-1] is limiter
     await select_best_features(
-        _frame(), target="y", generators=[probe], selector=selector, thread_limit=5
+        _frame(), target="y", generators=gens, selector=selector, thread_limit=5
     )
     assert probe.seen[-1].total_tokens == 5
+    assert sync_probe.seen[-1] == 5
 
 
 @attrs.frozen
@@ -398,7 +414,9 @@ async def test_a_sync_generator_overriding_agenerate_counts_as_async() -> None:
 async def test_thread_start_times_exclude_the_wait_for_a_token() -> None:
     """Under thread_limit=1 the second generator's start is when its thread ran."""
     started, release = anyio.Event(), threading.Event()
+    # whichever thread runs first sets started and waits; the other waits for the token
     first = _Blocking(name="a", started=started, release=release)
+    second = attrs.evolve(first, name="b")
     reports: list[SelectionReport] = []
 
     async def run() -> None:
@@ -406,7 +424,7 @@ async def test_thread_start_times_exclude_the_wait_for_a_token() -> None:
             await select_best_features(
                 _frame(),
                 target="y",
-                generators=[first, _Blocking(name="b")],
+                generators=[first, second],
                 selector=CorrelationSelector(),
                 thread_limit=1,
             )
@@ -419,7 +437,7 @@ async def test_thread_start_times_exclude_the_wait_for_a_token() -> None:
         await anyio.wait_all_tasks_blocked()
         mark = time.monotonic()  # the second thread cannot start before this
         release.set()
-    runs = {run.name: run for run in reports[0].generators}
-    # began <= seen, and the second thread started after mark: started >= mark - seen
-    assert runs["b"].started >= mark - seen
-    assert runs["b"].started >= runs["a"].started
+    earlier, later = sorted(reports[0].generators, key=lambda run: run.started)
+    # began <= seen, and the later thread started after mark: started >= mark - seen
+    assert later.started >= mark - seen
+    assert later.started > earlier.started
