@@ -390,21 +390,31 @@ class _Channel(Generic[T]):
 
 @final
 class _Pump(Generic[T]):
-    """Copies one source into a channel, in a task; closes the source, once, whatever happens."""
+    """Copies one source into a channel, in a task; closes the source, once, whatever happens.
 
-    __slots__ = ("_closed", "_it")
+    Only an exhausted source ends the pump's share of the stream: a pump that fails (or is
+    cancelled) leaves the consumer waiting, so that the task group's cancellation, not an
+    early ``StopAsyncIteration``, is what the consumer sees.
+    """
 
-    def __init__(self, source: AsyncIterable[T] | Iterable[T]) -> None:
+    __slots__ = ("_channel", "_closed", "_it", "_stamp")
+
+    def __init__(
+        self, source: AsyncIterable[T] | Iterable[T], channel: _Channel[Any], stamp: bool
+    ) -> None:
         self._it = _aiter(source)
+        self._channel = channel
+        self._stamp = stamp
         self._closed = False
 
-    async def run(self, channel: _Channel[Any], stamp: bool) -> None:
+    async def run(self) -> None:
+        channel, stamp = self._channel, self._stamp
         try:
             async for item in self._it:
                 await channel.send((anyio.current_time(), item) if stamp else item)
         finally:
-            channel.close_sender()
             await self.close()
+        channel.close_sender()
 
     async def close(self) -> None:
         """Close the source (also when the task never started). Idempotent."""
@@ -427,19 +437,17 @@ class _TaskOperator(Generic[T]):
         self._channel: _Channel[Any] | None = None
         self._entered = False
 
-    def _start(self, tg: anyio.abc.TaskGroup) -> _Channel[Any]:
+    def _start(self) -> _Channel[Any]:
+        """Make the channel and its pumps (with :meth:`_pump`); nothing runs yet."""
         raise NotImplementedError
 
     def _pump(
         self,
-        tg: anyio.abc.TaskGroup,
         source: AsyncIterable[Any] | Iterable[Any],
         channel: _Channel[Any],
         stamp: bool = False,
     ) -> None:
-        pump = _Pump(source)
-        self._pumps.append(pump)
-        tg.start_soon(pump.run, channel, stamp)
+        self._pumps.append(_Pump(source, channel, stamp))
 
     def _iterator(self, channel: _Channel[Any]) -> AsyncIterator[T]:
         raise NotImplementedError
@@ -448,10 +456,19 @@ class _TaskOperator(Generic[T]):
         if self._entered:
             raise RuntimeError(f"this {type(self).__name__} has already been entered")
         self._entered = True
+        try:
+            # aiter() of every source before the task group is entered: a source that
+            # refuses to be iterated must not leave a task group open
+            channel = self._channel = self._start()
+        except BaseException:
+            for pump in self._pumps:
+                await pump.close()
+            raise
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
-        channel = self._channel = self._start(tg)
+        for pump in self._pumps:
+            tg.start_soon(pump.run)
         return self._iterator(channel)
 
     async def __aexit__(
@@ -527,10 +544,10 @@ class merge(_TaskOperator[T]):
         super().__init__()
         self._sources = sources
 
-    def _start(self, tg: anyio.abc.TaskGroup) -> _Channel[Any]:
+    def _start(self) -> _Channel[Any]:
         channel = _Channel[T](max(len(self._sources), 1), len(self._sources))
         for source in self._sources:
-            self._pump(tg, source, channel)
+            self._pump(source, channel)
         return channel
 
     def _iterator(self, channel: _Channel[Any]) -> AsyncIterator[T]:
@@ -565,9 +582,9 @@ class buffer(_TaskOperator[T]):
         self._source = source
         self._size = size
 
-    def _start(self, tg: anyio.abc.TaskGroup) -> _Channel[Any]:
+    def _start(self) -> _Channel[Any]:
         channel = _Channel[T](self._size, 1)
-        self._pump(tg, self._source, channel)
+        self._pump(self._source, channel)
         return channel
 
     def _iterator(self, channel: _Channel[Any]) -> AsyncIterator[T]:
@@ -639,9 +656,9 @@ class batch(_TaskOperator[list[T]]):
         self._size = size
         self._timeout = timeout
 
-    def _start(self, tg: anyio.abc.TaskGroup) -> _Channel[Any]:
+    def _start(self) -> _Channel[Any]:
         channel = _Channel[tuple[float, T]](self._size, 1)
-        self._pump(tg, self._source, channel, True)
+        self._pump(self._source, channel, True)
         return channel
 
     def _iterator(self, channel: _Channel[Any]) -> AsyncIterator[list[T]]:
@@ -691,4 +708,6 @@ def map(
         TypeError: *fn* is not callable or *source* is not iterable.
         ValueError: ``limit < 1``.
     """
+    _check_source(source)
+    check_fn(fn, "streams.map")
     return amap(fn, source, limit=limit, ordered=ordered)
