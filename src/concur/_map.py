@@ -33,6 +33,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _CLOSE_TIMEOUT: Final = 5.0  # seconds an input's aclose() may take when a map is left
+#: a list-map worker checkpoints once every this many items, so that calls (and an input)
+#: that never yield can neither starve the other tasks nor ignore a cancellation
+_YIELD_EVERY: Final = 64
 
 
 class _Sentinel(enum.Enum):
@@ -218,7 +221,12 @@ class ListMap(Generic[T, R]):
         run = self._run
         results = self._results
         ordered = self._ordered
+        countdown = _YIELD_EVERY
         while True:
+            countdown -= 1
+            if not countdown:
+                countdown = _YIELD_EVERY
+                await anyio.lowlevel.checkpoint()
             if fast is not None:
                 try:
                     item = next(fast)
@@ -309,7 +317,9 @@ async def map_async(
     have finished (a sync call's thread is waited for); then the input is closed
     (``aclose()`` on an async generator, ``close()`` on a generator, shielded, for at most
     5 seconds) and the cancellation propagates. The input is closed the same way after a
-    failure and after normal completion.
+    failure and after normal completion. Even when neither *fn* nor the input ever yields,
+    the map checkpoints every 64 items, so it never starves other tasks or ignores a
+    cancellation for long.
     """
     _check_map_args(fn, items, limit, max_per_second, burst, "map_async")
     rate = None if max_per_second is None else RateLimiter(max_per_second, burst)
@@ -394,6 +404,9 @@ class _Results(Generic[T, R]):
                 await waiter.wait()
             finally:
                 self._waiter = None
+            # on asyncio a wake-up can beat the delivery of an outside cancellation: see it
+            # here, so a consumer that never awaits stops within limit + buffer results
+            await anyio.lowlevel.checkpoint_if_cancelled()
         self._outstanding -= 1
         if self._space_waiters:
             self._space_waiters.popleft().set()
