@@ -199,7 +199,13 @@ async def select_best_features(
             once under ``"fail"``.
         TimeoutError: *timeout* expired.
     """
-    generators = tuple(generators)
+    try:
+        generators = tuple(generators)
+    except TypeError:
+        raise TypeError(
+            "generators must be a sequence of FeatureGenerator objects, "
+            f"got {type(generators).__name__}"
+        ) from None
     _check_arguments(frame, target, generators, selector, k, thread_limit, on_error, timeout)
     limiter, own = _limiter(thread_limit)
     # With the default limiter, the async generators' own short thread calls (a join, a

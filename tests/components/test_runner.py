@@ -441,3 +441,14 @@ async def test_thread_start_times_exclude_the_wait_for_a_token() -> None:
     # began <= seen, and the later thread started after mark: started >= mark - seen
     assert later.started >= mark - seen
     assert later.started > earlier.started
+
+
+async def test_generators_must_be_a_sequence() -> None:
+    """A non-iterable generators argument raises TypeError naming it."""
+    with pytest.raises(TypeError, match="generators must be a sequence"):
+        await select_best_features(
+            _frame(),
+            target="y",
+            generators=LagFeatures(),  # type: ignore[arg-type]
+            selector=CorrelationSelector(),
+        )
