@@ -129,7 +129,14 @@ class HttpLookupFeatures(FeatureGenerator):
         pending = iter(keys)
         try:
             async with (
-                httpx.AsyncClient(headers=list(self.headers), timeout=self.timeout) as client,
+                httpx.AsyncClient(
+                    headers=list(self.headers),
+                    timeout=self.timeout,
+                    limits=httpx.Limits(
+                        max_connections=self.max_concurrency,
+                        max_keepalive_connections=self.max_concurrency,
+                    ),
+                ) as client,
                 anyio.create_task_group() as tg,
             ):
                 for _ in range(min(self.max_concurrency, len(keys))):
