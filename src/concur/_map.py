@@ -15,6 +15,7 @@ import collections
 import enum
 import functools
 import inspect
+import math
 import operator
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
@@ -24,7 +25,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ._calls import call, is_async_callable, settings_var
+from ._calls import call, is_async_callable, settings_var, to_thread
 from ._ratelimit import RateLimiter, check_rate
 
 __all__ = ["ListMap", "Source", "amap", "check_fn", "check_limit", "lone_failure", "map_async"]
@@ -98,21 +99,52 @@ def lone_failure(group: BaseExceptionGroup[BaseException]) -> BaseException | No
 # --- the engine -----------------------------------------------------------------------------
 
 
-def _runner(fn: Callable[[T], Awaitable[R]] | Callable[[T], R]) -> Callable[[T], Awaitable[R]]:
-    """The per-item call for *fn*: *fn* itself when it is async and no timeout is ambient."""
-    if is_async_callable(fn) and settings_var.get().timeout is None:
-        return cast("Callable[[T], Awaitable[R]]", fn)
-    return cast("Callable[[T], Awaitable[R]]", functools.partial(call, cast(Any, fn)))
+def _runner(
+    fn: Callable[[T], Awaitable[R]] | Callable[[T], R],
+) -> tuple[Callable[[T], Awaitable[R]], anyio.CapacityLimiter | None]:
+    """The per-item call for *fn*, and the thread limiter a sync *fn*'s workers hold.
+
+    An async *fn* is called as it is (through :func:`concur.call` when a timeout is
+    ambient). A sync *fn* runs through :func:`concur.to_thread`, but the token of the
+    ambient thread limiter is taken by the worker before it reads an item (see
+    :meth:`Source.pull`) and held until the thread has returned; the thread call itself
+    then goes through a limiter of its own that never waits. So under a thread cap below
+    the map's limit, items are still read only when a call can start at once, and the
+    rate limit spaces thread starts, not items queued for a thread.
+    """
+    settings = settings_var.get()
+    timeout = settings.timeout
+    if is_async_callable(fn):
+        if timeout is None:
+            return cast("Callable[[T], Awaitable[R]]", fn), None
+        return cast("Callable[[T], Awaitable[R]]", functools.partial(call, cast(Any, fn))), None
+    sync_fn = cast("Callable[[T], R]", fn)
+    no_wait = anyio.CapacityLimiter(math.inf)
+
+    async def run(item: T) -> R:
+        if timeout is None:
+            return await to_thread(sync_fn, item, limiter=no_wait)
+        with anyio.fail_after(timeout):
+            return await to_thread(sync_fn, item, limiter=no_wait)
+
+    return run, settings.current_limiter()
 
 
 @final
 class Source(Generic[T]):
     """The input of a map, pulled by several workers, one item at a time."""
 
-    __slots__ = ("_aiter", "_iter", "_lock", "_rate", "done", "fast", "hint")
+    __slots__ = ("_aiter", "_iter", "_lock", "_rate", "done", "fast", "hint", "slot")
 
-    def __init__(self, items: Iterable[T] | AsyncIterable[T], rate: RateLimiter | None) -> None:
+    def __init__(
+        self,
+        items: Iterable[T] | AsyncIterable[T],
+        rate: RateLimiter | None,
+        slot: anyio.CapacityLimiter | None = None,
+    ) -> None:
         self._rate = rate
+        #: the limiter whose token a worker takes before it reads (for a sync fn's threads)
+        self.slot = slot
         self.done = False
         self._iter: Iterator[T] | None = None
         self._aiter: AsyncIterator[T] | None = None
@@ -123,33 +155,52 @@ class Source(Generic[T]):
         else:
             self.hint = operator.length_hint(items, 0)
             self._iter = iter(items)
-        #: a sync iterator the workers may call next() on directly (no lock, no rate)
-        self.fast = self._iter if rate is None else None
+        #: a sync iterator the workers may call next() on directly (no lock, rate or slot)
+        self.fast = self._iter if rate is None and slot is None else None
         self._lock = None if self.fast is not None else anyio.Lock(fast_acquire=True)
 
-    async def pull(self) -> T | Literal[_Sentinel.END]:
-        """The next item, after its rate-limit wait; ``_END`` when the input is exhausted."""
+    async def pull(self, borrower: object) -> T | Literal[_Sentinel.END]:
+        """The next item, after its rate-limit wait; ``_END`` when the input is exhausted.
+
+        With a :attr:`slot`, a token is taken on behalf of *borrower* before the item is
+        read; the caller releases it when the item's call has ended (at ``_END`` or on an
+        error here it is released already).
+        """
         lock = self._lock
         assert lock is not None
         async with lock:
             if self.done:
                 return _END
-            it = self._iter
-            if it is not None:
-                try:
-                    item = next(it)
-                except StopIteration:
-                    self.done = True
-                    return _END
-            else:
-                try:
-                    item = await anext(cast("AsyncIterator[T]", self._aiter))
-                except StopAsyncIteration:
-                    self.done = True
-                    return _END
-            if self._rate is not None:
-                await self._rate.acquire()
-            return item
+            slot = self.slot
+            if slot is None:
+                return await self._read()
+            await slot.acquire_on_behalf_of(borrower)
+            try:
+                got = await self._read()
+            except BaseException:
+                slot.release_on_behalf_of(borrower)
+                raise
+            if got is _END:
+                slot.release_on_behalf_of(borrower)
+            return got
+
+    async def _read(self) -> T | Literal[_Sentinel.END]:
+        it = self._iter
+        if it is not None:
+            try:
+                item = next(it)
+            except StopIteration:
+                self.done = True
+                return _END
+        else:
+            try:
+                item = await anext(cast("AsyncIterator[T]", self._aiter))
+            except StopAsyncIteration:
+                self.done = True
+                return _END
+        if self._rate is not None:
+            await self._rate.acquire()
+        return item
 
     def close_sync(self) -> None:
         """Close a sync generator input (the remaining items are not read)."""
@@ -221,6 +272,8 @@ class ListMap(Generic[T, R]):
         run = self._run
         results = self._results
         ordered = self._ordered
+        slot = source.slot
+        borrower = object()  # holds this worker's slot token, if any
         countdown = _YIELD_EVERY
         while True:
             countdown -= 1
@@ -233,19 +286,27 @@ class ListMap(Generic[T, R]):
                 except StopIteration:
                     return
             else:
-                got = await source.pull()
+                got = await source.pull(borrower)
                 if got is _END:
                     return
                 item = got
             if self._workers < self._limit:
                 self._workers += 1
                 cast(anyio.abc.TaskGroup, self._tg).start_soon(self._worker)
+            i = len(results)
             if ordered:
-                i = len(results)
                 results.append(None)
-                results[i] = await run(item)
+            if slot is None:
+                result = await run(item)
             else:
-                results.append(await run(item))
+                try:
+                    result = await run(item)
+                finally:
+                    slot.release_on_behalf_of(borrower)
+            if ordered:
+                results[i] = result
+            else:
+                results.append(result)
 
 
 # --- map_async and amap -----------------------------------------------------------------------
@@ -289,8 +350,10 @@ async def map_async(
     *fn* may be async or sync (a sync *fn* runs in worker threads through
     :func:`concur.call`, under the ambient limiter and handoff policy). *items* is an
     iterable or an async iterable, consumed lazily: an item is read only when a call slot
-    is free, so at most one item has been read but not started. Fail-fast: the first
-    failure cancels the running calls, and no more items are read.
+    is free (for a sync *fn*, also a token of the ambient thread limiter, so a thread cap
+    below *limit* neither queues read items nor bunches rate-limited starts), so at most
+    one item has been read but not started. Fail-fast: the first failure cancels the
+    running calls, and no more items are read.
 
     Args:
         fn: the function, called with one item.
@@ -323,7 +386,8 @@ async def map_async(
     """
     _check_map_args(fn, items, limit, max_per_second, burst, "map_async")
     rate = None if max_per_second is None else RateLimiter(max_per_second, burst)
-    return await ListMap(_runner(fn), Source(items, rate), limit, ordered).run()
+    run, slot = _runner(fn)
+    return await ListMap(run, Source(items, rate, slot), limit, ordered).run()
 
 
 @final
@@ -428,6 +492,8 @@ class _Results(Generic[T, R]):
         fast = source.fast
         run = self._run
         ordered = self._ordered
+        slot = source.slot
+        borrower = object()  # holds this worker's slot token, if any
         while True:
             while self._outstanding >= self._capacity:
                 space = anyio.Event()
@@ -441,7 +507,7 @@ class _Results(Generic[T, R]):
                 except StopIteration:
                     got = _END
             else:
-                got = await source.pull()
+                got = await source.pull(borrower)
             if got is _END:
                 self._outstanding -= 1
                 self._workers -= 1
@@ -452,12 +518,19 @@ class _Results(Generic[T, R]):
             if self._workers < self._limit:
                 self._workers += 1
                 self._tg.start_soon(self.worker)
-            if ordered:
-                i = self._next_in
-                self._next_in = i + 1
-                self._ready_at[i] = await run(got)
+            i = self._next_in
+            self._next_in = i + 1
+            if slot is None:
+                result = await run(got)
             else:
-                self._ready.append(await run(got))
+                try:
+                    result = await run(got)
+                finally:
+                    slot.release_on_behalf_of(borrower)
+            if ordered:
+                self._ready_at[i] = result
+            else:
+                self._ready.append(result)
             self._wake()
 
     def close(self) -> None:
@@ -479,8 +552,9 @@ class amap(Generic[T, R]):
 
     *fn* may be async or sync (a sync *fn* runs in worker threads through
     :func:`concur.call`). *items* is an iterable or an async iterable, read lazily: an item
-    is read only when a call slot is free, so at most one item has been read but not
-    started, and the end of the input is noticed before any rate-limit wait.
+    is read only when a call slot is free (for a sync *fn*, also a token of the ambient
+    thread limiter), so at most one item has been read but not started, and the end of
+    the input is noticed before any rate-limit wait.
 
     **Back-pressure.** At most *limit* calls run at once, and at most ``limit + buffer``
     items are between the input and the consumer (running, or finished and waiting to be
@@ -588,8 +662,8 @@ class amap(Generic[T, R]):
             raise RuntimeError("this amap has already been entered; make a new one")
         per_second, burst = self._rate
         rate = None if per_second is None else RateLimiter(per_second, burst)
-        source = Source(self._items, rate)
-        run = _runner(self._fn)
+        run, slot = _runner(self._fn)
+        source = Source(self._items, rate, slot)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg

@@ -1,7 +1,9 @@
-"""Review of map_async, gather and amap: calls that never yield, and outside cancellation."""
+"""Review of map_async, gather and amap: calls that never yield, outside cancellation, sync fns."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 
 import anyio
@@ -65,16 +67,12 @@ async def test_gather_of_jobs_that_never_yield_lets_other_tasks_run() -> None:
     assert results[-1] is True
 
 
-@pytest.mark.parametrize("kind", ["sync", "async"])
-async def test_map_async_in_a_cancelled_scope_stops_early(kind: str) -> None:
+async def test_map_async_in_a_cancelled_scope_stops_early() -> None:
     """A cancelled ``map_async`` over calls that never yield stops long before the input ends."""
     reads = [0]
-    items: Iterable[int] | AsyncIterator[int] = (
-        counted(N, reads) if kind == "sync" else acounted(N, reads)
-    )
     with anyio.CancelScope() as scope:
         scope.cancel()
-        await concur.map_async(at_once, items)
+        await concur.map_async(at_once, counted(N, reads))
     assert scope.cancelled_caught
     assert reads[0] < N
 
@@ -91,3 +89,56 @@ async def test_amap_consumer_that_never_waits_sees_cancellation_within_limit_plu
                     scope.cancel()
     assert scope.cancelled_caught
     assert taken_after_cancel <= 4 + 4
+
+
+# --- a sync fn under a thread cap smaller than the map's limit ---------------------------------
+
+
+async def test_map_async_sync_fn_reads_an_item_only_when_a_thread_is_free() -> None:
+    """Under a thread cap below *limit*, a sync fn's items are read only as threads free up."""
+    reads = [0]
+    started: list[int] = []
+    gate = threading.Event()
+
+    def slow(i: int) -> int:
+        started.append(i)
+        if i == 0:
+            gate.wait(10)
+        return i
+
+    async def watch() -> None:
+        await anyio.wait_all_tasks_blocked()
+        unstarted.append(reads[0] - len(started))
+        gate.set()
+
+    unstarted: list[int] = []
+    async with concur.TaskGroup(thread_limit=1) as tg:
+        tg.spawn(watch)
+        results = await concur.map_async(slow, acounted(6, reads), limit=4)
+    assert results == list(range(6))
+    assert unstarted[0] <= 1
+
+
+@pytest.mark.parametrize("make", ["map_async", "amap"])
+async def test_sync_fn_thread_starts_follow_the_rate_under_a_thread_cap(make: str) -> None:
+    """A sync fn's thread starts follow the rate even when the thread cap holds calls back."""
+    starts: list[float] = []
+
+    def job(i: int) -> int:
+        starts.append(time.monotonic())
+        if i == 0:
+            time.sleep(0.3)  # a slow first call: tokens must not pile up behind it
+        return i
+
+    with concur.scope(thread_limit=1):
+        if make == "map_async":
+            await concur.map_async(job, range(5), limit=4, max_per_second=20)
+        else:
+            async with concur.amap(job, range(5), limit=4, max_per_second=20) as results:
+                async for _ in results:
+                    pass
+    assert len(starts) == 5
+    starts.sort()
+    for i in range(len(starts)):  # the rule, with room for a thread that starts late
+        for j in range(i + 1, len(starts)):
+            assert starts[j] - starts[i] >= (j - i) / 20 - 0.01, (i, j)
