@@ -15,7 +15,8 @@ window), prefixing, the horizontal concat, and ``CorrelationSelector`` with k=20
 scenario adds ``HttpLookupFeatures`` against a local JSON endpoint (its own process, 10 ms
 per request), which the serial version must await in turn. It prints min/median/max
 seconds per variant and the ratios of the medians (``--no-http`` skips the second
-scenario).
+scenario), after a table of each generator alone: wall and process CPU time, which shows
+how many cores its own work keeps busy.
 """
 
 from __future__ import annotations

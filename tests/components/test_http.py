@@ -8,12 +8,18 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import anyio
 import attrs
 import httpx
 import polars as pl
 import pytest
 
-from components import HttpLookupFeatures
+from components import (
+    CorrelationSelector,
+    HttpLookupFeatures,
+    LagFeatures,
+    select_best_features,
+)
 
 
 @attrs.define
@@ -204,3 +210,27 @@ def test_counts_must_be_whole_numbers() -> None:
         HttpLookupFeatures(url="http://127.0.0.1/", max_concurrency=1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="retries"):
         HttpLookupFeatures(url="http://127.0.0.1/", retries=-1)
+
+
+async def test_cancellation_closes_the_client_and_propagates(server: _Server) -> None:
+    """Cancelled while requests hang, the call stops and leaves nothing open."""
+    server.behaviour.gate = threading.Event()
+    gen = HttpLookupFeatures(url=server.url + "/lookup/{key}", timeout=30)
+    with anyio.move_on_after(0.05) as scope:
+        await gen.agenerate(_frame())
+    assert scope.cancelled_caught
+
+
+async def test_runs_alongside_thread_generators_in_the_runner(server: _Server) -> None:
+    """In the runner the lookup is an async generator and its features join the others."""
+    report = await select_best_features(
+        pl.DataFrame({"entity": [1, 2, 3, 1], "x": [1.0, 2.0, 3.0, 4.0], "y": [1, 2, 3, 1]}),
+        target="y",
+        generators=[HttpLookupFeatures(url=server.url + "/lookup/{key}"), LagFeatures()],
+        selector=CorrelationSelector(),
+        k=3,
+    )
+    kinds = {run.name: run.kind for run in report.generators}
+    assert kinds == {"http": "async", "lag": "thread"}
+    assert report.selection.names[0] == "http__score"
+    assert report.features["http__score"].to_list() == [10.0, 20.0, 30.0, 10.0]
