@@ -112,16 +112,9 @@ class SelectionReport:
             selected.add_row(str(rank), name, f"{self.selection.scores[name]:.4f}")
         yield selected
         runs = Table(title="Generators", title_justify="left")
-        for column, justify in (
-            ("generator", "left"),
-            ("kind", "left"),
-            ("start s", "right"),
-            ("seconds", "right"),
-            ("rows", "right"),
-            ("columns", "right"),
-            ("outcome", "left"),
-        ):
-            runs.add_column(column, justify=justify)  # type: ignore[arg-type]
+        for column in ("generator", "kind", "start s", "seconds", "rows", "columns", "outcome"):
+            numeric = column in ("start s", "seconds", "rows", "columns")
+            runs.add_column(column, justify="right" if numeric else "left")
         for run in self.generators:
             outcome = run.outcome if run.error is None else f"{run.outcome}: {run.error!r}"
             runs.add_row(
