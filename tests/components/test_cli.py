@@ -11,7 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from components import PLANTED_FEATURES, make_dataset
+from components import PLANTED_FEATURES, LagFeatures, make_dataset
+from components._cli import main
 
 ROWS = "4000"
 
@@ -167,3 +168,33 @@ def test_bad_k_is_a_usage_error(k: str) -> None:
 def test_bad_backend_is_a_usage_error() -> None:
     """An unknown backend is a usage error."""
     assert "argument --backend" in _error_line(_run("--backend", "curio"))
+
+
+def _broken_generate(self: object, frame: pl.DataFrame) -> pl.DataFrame:
+    raise RuntimeError("disk full")
+
+
+def test_a_failing_generator_is_one_line_and_exit_code_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A generator failing at run time is reported on one line, exit code 2, no traceback."""
+    monkeypatch.setattr(LagFeatures, "generate", _broken_generate)
+    assert main(["features", "--rows", "2000", "--format", "json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "Traceback" not in captured.err
+    assert captured.err.strip().splitlines()[-1] == (
+        "concur features: error: RuntimeError: disk full"
+    )
+
+
+def test_skip_reports_the_failing_generator_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --on-error skip the failure is an outcome in the JSON and the others are used."""
+    monkeypatch.setattr(LagFeatures, "generate", _broken_generate)
+    assert main(["features", "--rows", "2000", "--format", "json", "--on-error", "skip"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    outcomes = {g["name"]: g["outcome"] for g in document["generators"]}
+    assert outcomes == {"lag": "error", "rolling": "ok", "interaction": "ok", "sql": "ok"}
+    assert not any(item["name"].startswith("lag__") for item in document["selected"])
