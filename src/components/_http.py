@@ -5,18 +5,20 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterator, Mapping
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 from urllib.parse import quote
 
 import anyio
 import attrs
-import httpx
 import polars as pl
 
 import concur
 
 from ._common import as_names, as_tuple, check_name, prefixed, raise_single
 from ._interfaces import FeatureGenerator
+
+if TYPE_CHECKING:
+    import httpx
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -99,6 +101,8 @@ class HttpLookupFeatures(FeatureGenerator):
 
     def url_for(self, value: object) -> httpx.URL:
         """The URL that looks up one key value."""
+        import httpx  # the "cli" extra: imported when used, so components imports without it
+
         text = str(value)
         if "{key}" in self.url:
             return httpx.URL(self.url.replace("{key}", quote(text, safe="")))
@@ -121,6 +125,8 @@ class HttpLookupFeatures(FeatureGenerator):
             httpx.TransportError: a transport error after the last retry.
             TimeoutError: the last attempt timed out.
         """
+        import httpx
+
         if self.key not in frame.columns:
             raise ValueError(f"HttpLookupFeatures: key column {self.key!r} is not in the frame")
         keys: list[Any] = await concur.to_thread(_distinct, frame.get_column(self.key))
@@ -164,6 +170,8 @@ class HttpLookupFeatures(FeatureGenerator):
                 found[value] = record
 
     async def _fetch(self, client: httpx.AsyncClient, value: object) -> Mapping[str, Any] | None:
+        import httpx
+
         url = self.url_for(value)
         attempt = 0
         while True:

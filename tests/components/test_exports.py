@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 
 import attrs
 
@@ -45,3 +47,15 @@ def test_built_in_components_are_frozen_final_attrs_classes_with_a_default_name(
         assert isinstance(name_field.default, str), cls
         names.add(name_field.default)
     assert len(names) == len(classes)
+
+
+def test_import_needs_only_the_data_extra() -> None:
+    """``import components`` imports neither httpx nor rich (the "cli" extra) nor trio."""
+    code = (
+        "import sys, components; "
+        "print(','.join(m for m in ('httpx', 'rich', 'trio') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == ""
