@@ -54,7 +54,9 @@ def _budget_lines(backend: str, r: dict[str, Any]) -> list[tuple[str, str, str, 
             1.30,
         )
     over = _median(r, "B2", "concur.call") - _median(r, "B2", "direct await")
-    lines.append(("B2 concur.call over a direct await", f"{over:.2f} µs", "<= 1.50 µs", over <= 1.5))
+    lines.append(
+        ("B2 concur.call over a direct await", f"{over:.2f} µs", "<= 1.50 µs", over <= 1.5)
+    )
     ratio(
         "B3 TaskGroup.spawn / anyio start_soon",
         _median(r, "B3", "concur TaskGroup.spawn"),

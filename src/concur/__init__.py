@@ -20,8 +20,6 @@ from anyio import move_on_after as move_on_after
 
 from . import handoff as handoff
 from . import streams as streams
-
-# --- foundation
 from ._calls import call as call
 from ._calls import check_cancelled as check_cancelled
 from ._calls import scope as scope
@@ -29,11 +27,15 @@ from ._calls import to_thread as to_thread
 from ._errors import ConcurError as ConcurError
 from ._errors import UnsafeHandoffError as UnsafeHandoffError
 from ._errors import UnsafeHandoffWarning as UnsafeHandoffWarning
-from ._taskgroup import TaskGroup as TaskGroup
-
-# --- wait strategies (issue 3)
+from ._interop import asyncify as asyncify
+from ._interop import from_thread as from_thread
+from ._interop import run as run
+from ._interop import syncify as syncify
+from ._interop import wait_future as wait_future
 from ._map import amap as amap
 from ._map import map_async as map_async
+from ._runner import Runner as Runner
+from ._taskgroup import TaskGroup as TaskGroup
 from ._wait import Err as Err
 from ._wait import Ok as Ok
 from ._wait import Outcome as Outcome
@@ -41,14 +43,6 @@ from ._wait import first_success as first_success
 from ._wait import gather as gather
 from ._wait import gather_settled as gather_settled
 from ._wait import race as race
-
-# --- interop (issue 5)
-from ._interop import asyncify as asyncify
-from ._interop import from_thread as from_thread
-from ._interop import run as run
-from ._interop import syncify as syncify
-from ._interop import wait_future as wait_future
-from ._runner import Runner as Runner
 
 __all__ = (
     "CancelScope",
