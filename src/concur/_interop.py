@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, ParamSpec, TypeVar, TypeVarTuple
@@ -24,6 +25,7 @@ import anyio.lowlevel
 
 from ._calls import check_callable, is_async_callable, to_thread
 from ._loops import (
+    WAIT_SLICE,
     await_fn,
     call_soon,
     check_backend,
@@ -80,8 +82,61 @@ def run(
     if in_worker_thread():
         return anyio.from_thread.run(await_fn, fn, args)
     if not loop_running_here():
+        if backend == "asyncio" and _sigint_is_default():
+            return _run_here_on_asyncio(fn, args, backend_options)
         return anyio.run(await_fn, fn, args, backend=backend, backend_options=backend_options)
     return _run_on_a_thread(fn, args, backend, backend_options)
+
+
+def _sigint_is_default() -> bool:
+    return (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
+
+
+def _run_here_on_asyncio(
+    fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], backend_options: dict[str, Any] | None
+) -> T:
+    """``anyio.run`` on asyncio in the main thread, with a Ctrl-C that always cancels.
+
+    asyncio's own handler cancels the main task from inside the signal handler, and under
+    anyio that cancellation is sometimes lost: only a second Ctrl-C then gets through. Here
+    the handler only records the Ctrl-C; a loop callback, every ``WAIT_SLICE`` seconds,
+    sees it and cancels a scope around *fn*. A second Ctrl-C raises ``KeyboardInterrupt``
+    at once, as asyncio's does.
+    """
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        handles: list[asyncio.TimerHandle] = []
+        with anyio.CancelScope() as scope:
+
+            def watch() -> None:  # a loop callback, never inside a task step
+                if interrupted.is_set():
+                    scope.cancel()
+                else:
+                    handles[0] = loop.call_later(WAIT_SLICE, watch)
+
+            handles.append(loop.call_later(WAIT_SLICE, watch))
+            signal.signal(signal.SIGINT, on_sigint)
+            try:
+                return await await_fn(fn, args)
+            finally:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                handles[0].cancel()
+        raise KeyboardInterrupt  # only the watcher cancels the scope
+
+    result = anyio.run(main, backend="asyncio", backend_options=backend_options)
+    if interrupted.is_set():  # the function finished despite the cancellation
+        raise KeyboardInterrupt
+    return result
 
 
 def _run_on_a_thread(
@@ -114,7 +169,7 @@ def syncify(fn: Callable[P, Awaitable[T]], /) -> Callable[P, T]:
     """Make a sync function of the async function *fn*; it runs *fn* with :func:`run`.
 
     The result keeps *fn*'s signature for type checkers (``ParamSpec``) and its name,
-    docstring and ``__wrapped__`` (:func:`functools.wraps`), and accepts keyword
+    docstring and ``__wrapped__`` (``functools.wraps``), and accepts keyword
     arguments. Calling it blocks: without a loop in the thread, on a fresh loop; with one
     (a notebook), on a background loop thread; in an anyio worker thread, on the parent
     loop (see :func:`run`). Calling it from an async function is legal but blocks that
@@ -137,7 +192,7 @@ def asyncify(fn: Callable[P, T], /) -> Callable[P, Coroutine[Any, Any, T]]:
 
     Calls go through :func:`concur.to_thread`, so the ambient limiter (the hard thread
     cap) and handoff policy apply. The result keeps *fn*'s signature for type checkers
-    (``ParamSpec``) and :func:`functools.wraps` metadata, and accepts keyword arguments.
+    (``ParamSpec``) and ``functools.wraps`` metadata, and accepts keyword arguments.
 
     Cancellation is that of :func:`concur.to_thread`: the caller waits for *fn* to
     return (it can stop early with :func:`concur.check_cancelled`), then raises.

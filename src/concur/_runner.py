@@ -7,18 +7,19 @@ import concurrent.futures
 import contextlib
 import contextvars
 import enum
+import functools
 import itertools
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, Final, Generic, Literal, Self, TypeVar, TypeVarTuple, final
+from typing import Any, Final, Generic, Literal, Self, TypeVar, TypeVarTuple, cast, final
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ._calls import call, check_callable, check_timeout
+from ._calls import check_callable, check_timeout
 from ._loops import (
     WAIT_SLICE,
     adopt_context,
@@ -28,6 +29,7 @@ from ._loops import (
     on_loop_thread_error,
     wait_event,
 )
+from ._map import check_limit, map_async
 
 __all__ = ["Runner"]
 
@@ -51,7 +53,17 @@ class _Call(Generic[T]):
     finished for good, cleanup included.
     """
 
-    __slots__ = ("args", "cancel_requested", "context", "done", "fn", "future", "lock", "scope")
+    __slots__ = (
+        "args",
+        "cancel_requested",
+        "context",
+        "done",
+        "fn",
+        "future",
+        "lock",
+        "scope",
+        "spawned",
+    )
 
     def __init__(
         self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], context: contextvars.Context
@@ -64,6 +76,7 @@ class _Call(Generic[T]):
         self.lock = threading.Lock()
         self.scope: anyio.CancelScope | None = None
         self.cancel_requested = False
+        self.spawned = False  # set on the loop thread when the loop takes the call
 
     def attach(self, scope: anyio.CancelScope) -> bool:
         """Record the task's scope (on the loop); ``False`` if cancelled already."""
@@ -165,7 +178,7 @@ class Runner:
     from a script that calls async code many times.
 
     Each of :meth:`run`, :meth:`submit` and :meth:`map` runs its function as a task on the
-    loop, in a copy of the calling thread's :mod:`contextvars` context, so the
+    loop, in a copy of the calling thread's ``contextvars`` context, so the
     :func:`concur.scope` settings in force at the call apply inside. Any number of threads
     may use one runner at once.
 
@@ -275,7 +288,7 @@ class Runner:
         """
         check_callable(fn, "run")
         self._refuse_own_thread("Runner.run()", "await fn(*args) there instead")
-        return self._wait(self._start(fn, args))
+        return self._call(fn, args)
 
     def submit(
         self, fn: Callable[[*Ts], Awaitable[T]], /, *args: *Ts
@@ -312,11 +325,11 @@ class Runner:
     ) -> list[T]:
         """Call *fn* on every item on the runner's loop, at most *limit* at once; block.
 
-        *fn* may be async (a task per call) or sync (run in a worker thread via
-        :func:`concur.to_thread`, under the ambient limiter and handoff policy). *items*
-        is consumed in the calling thread first. Fail-fast: the first failure cancels the
-        other calls; the one exception is then raised as it is, or an
-        :class:`ExceptionGroup` when several calls failed on their own.
+        :func:`concur.map_async` on the runner's loop: *fn* may be async (a task per call)
+        or sync (run in a worker thread via :func:`concur.call`, under the ambient limiter
+        and handoff policy). *items* is consumed in the calling thread first. Fail-fast:
+        the first failure cancels the other calls; the one exception is then raised as it
+        is, or an :class:`ExceptionGroup` when several calls failed on their own.
 
         Blocks like :meth:`run`, with the same Ctrl-C behaviour.
 
@@ -325,16 +338,15 @@ class Runner:
 
         Raises:
             RuntimeError: on the runner's own loop thread, or the runner is closed.
+            TypeError: *fn* is not callable, or *limit* is not an int.
             ValueError: *limit* is below 1.
         """
         check_callable(fn, "map")
-        if isinstance(limit, bool) or not isinstance(limit, int):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"limit must be an int, got {type(limit).__name__}")
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        self._refuse_own_thread("Runner.map()", "await the calls there instead")
+        check_limit(limit)
+        self._refuse_own_thread("Runner.map()", "await concur.map_async(...) there instead")
         values = list(items)
-        return self._wait(self._start(_map, (fn, values, limit)))
+        run_map = functools.partial(map_async, fn, values, limit=limit)
+        return cast("list[T]", self._call(run_map, ()))
 
     def close(self) -> None:
         """Close the runner: let its work finish, end its loop and join its thread.
@@ -433,19 +445,28 @@ class Runner:
                 tg.cancel_scope.cancel("the concur.Runner is closing")
 
     def _start(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> _Call[T]:
+        """Hand a new call to the loop, without waiting (``submit``)."""
         job = _Call(fn, args, contextvars.copy_context())
         loop = self._ensure_running()
+        try:
+            self._hand_over(loop, job)
+        except BaseException:
+            self._cancel(job)  # Ctrl-C in the middle: the call must not run unobserved
+            raise
+        return job
+
+    def _hand_over(self, loop: _LoopState, job: _Call[Any]) -> None:
         if loop.ident == threading.get_ident():
             self._spawn(loop, job)
-        else:
-            try:
-                call_soon(loop.token, lambda: self._spawn(loop, job))
-            except anyio.RunFinishedError:
-                raise RuntimeError(f"{self!r} is closed; create a new concur.Runner") from None
-        return job
+            return
+        try:
+            call_soon(loop.token, lambda: self._spawn(loop, job))
+        except anyio.RunFinishedError:
+            raise RuntimeError(f"{self!r} is closed; create a new concur.Runner") from None
 
     def _spawn(self, loop: _LoopState, job: _Call[Any]) -> None:
         """Start *job*'s task (on the loop thread; never raises: it would kill the loop)."""
+        job.spawned = True
         try:
             if loop.stop.is_set():
                 raise RuntimeError(f"{self!r} is closed; create a new concur.Runner")
@@ -471,13 +492,24 @@ class Runner:
         with contextlib.suppress(anyio.RunFinishedError):
             call_soon(loop.token, scope.cancel)
 
-    def _wait(self, job: _Call[T]) -> T:
-        """Block until *job* is done (Ctrl-C cancels it, see :meth:`run`)."""
+    def _call(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
+        """Run a call and block until it is done (``run``, ``map``; Ctrl-C: see ``run``)."""
+        job = _Call(fn, args, contextvars.copy_context())
+        loop = self._ensure_running()
         try:
+            self._hand_over(loop, job)
             wait_event(job.done)
         except KeyboardInterrupt:
+            # a Ctrl-C may land before, during or after the hand-over: cancel the call,
+            # wait until the loop has seen every call handed to it so far (its queue is
+            # FIFO), then for the cleanup of the task if it was started at all
             self._cancel(job)
-            wait_event(job.done)  # a second Ctrl-C leaves from here at once
+            seen = threading.Event()
+            with contextlib.suppress(anyio.RunFinishedError):
+                call_soon(loop.token, seen.set)
+                wait_event(seen)  # a second Ctrl-C leaves from here or below at once
+            if job.spawned:
+                wait_event(job.done)
             raise
         return job.future.result()
 
@@ -511,28 +543,3 @@ async def _run_call(loop: _LoopState, job: _Call[T]) -> None:
     finally:
         loop.call_ended()
         job.done.set()
-
-
-async def _map(fn: Callable[[Any], Any], items: list[Any], limit: int) -> list[Any]:
-    """``Runner.map`` on the loop: bounded, ordered, fail-fast, the project's error rule."""
-    results: list[Any] = [None] * len(items)
-    errors: list[Exception] = []
-    pending = iter(enumerate(items))
-
-    async def worker(tg: anyio.abc.TaskGroup) -> None:
-        for index, item in pending:
-            try:
-                results[index] = await call(fn, item)
-            except Exception as exc:
-                errors.append(exc)
-                tg.cancel_scope.cancel()
-                return
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(min(limit, len(items))):
-            tg.start_soon(worker, tg)
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise ExceptionGroup(f"{len(errors)} calls of Runner.map() failed", errors)
-    return results
