@@ -590,6 +590,42 @@ def test_ctrl_c_in_concur_run_inside_a_loop(backend: str) -> None:
     assert cancelled == [True]
 
 
+@pytest.mark.usefixtures("main_thread_only")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_second_ctrl_c_in_concur_run_inside_a_loop_raises_at_once(backend: str) -> None:
+    """A second SIGINT in ``concur.run`` on a loop raises at once; its thread ends after cleanup."""
+    started, cleaning, release, cleaned = (threading.Event() for _ in range(4))
+
+    async def work() -> None:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cleaning.set()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(release.wait, WAIT)
+            cleaned.set()
+
+    async def cell() -> None:
+        concur.run(work, backend=backend)  # type: ignore[arg-type]
+
+    loop = asyncio.new_event_loop()
+    try:
+        first, second = _interrupt_when(started), _interrupt_when(cleaning)
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(cell())
+        first.join(WAIT)
+        second.join(WAIT)
+    finally:
+        loop.close()
+    assert not cleaned.is_set()
+    release.set()
+    assert cleaned.wait(WAIT)
+    for thread in threading.enumerate():
+        if thread.name.startswith("concur.run-"):
+            thread.join(WAIT)  # the loop thread, and the one closing it, end by themselves
+
+
 # --- syncify / asyncify / from_thread ---------------------------------------------------------
 
 
