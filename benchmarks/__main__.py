@@ -131,8 +131,9 @@ def main(argv: list[str] | None = None) -> None:
         _print_core(backend, results)
         budget += [(backend, *line) for line in _budget_lines(backend, results)]
     if not args.core_only:
-        _run_module("benchmarks.bench_map", None, args.quick)
-        _run_module("benchmarks.bench_features", None, args.quick)
+        _run_module("benchmarks.bench_map", None, args.quick)  # both backends, one process each
+        for backend in BACKENDS:
+            _run_module("benchmarks.bench_features", backend, args.quick)
     print("\nBudgets (ratios of medians from the same run)")
     for backend, label, value, limit, ok in budget:
         mark = "ok  " if ok else "OVER"

@@ -14,6 +14,7 @@ import concurrent.futures
 import functools
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -404,6 +405,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", default=[])
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
+    # B5 and B7 want single-threaded kernels, so that two threads can really double the
+    # work done: pin polars' pool to one thread before polars is first imported (DuckDB
+    # gets threads=1 on its connection).
+    os.environ.setdefault("POLARS_MAX_THREADS", "1")
     results = anyio.run(main_async, args.backend, args.quick, args.only, backend=args.backend)
     if args.json:
         print(json.dumps({"backend": args.backend, "results": results}))
