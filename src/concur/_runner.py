@@ -170,12 +170,12 @@ class Runner:
     """One event loop on one background thread, for sync code in any thread.
 
     The loop starts on first use and runs until :meth:`close` (or the end of a ``with``
-    block, or interpreter exit for a runner never closed). All calls share it: no loop, thread
-    or portal is started per call; a call is handed to the loop without a round trip, so a
-    runner also works from sync code on a trio thread (where anyio's blocking portals refuse
-    to block). It is the way into async code
-    from a thread concur did not start, from a notebook cell (keep one across cells), or
-    from a script that calls async code many times.
+    block, or interpreter exit for a runner never closed). All calls share it: no loop,
+    thread or portal is started per call. A call is handed to the loop without a round
+    trip, so a runner also works from sync code on a trio thread, where anyio's blocking
+    portals refuse to block. It is the way into async code from a thread concur did not
+    start, from a notebook cell (keep one across cells), or from a script that calls async
+    code many times.
 
     Each of :meth:`run`, :meth:`submit` and :meth:`map` runs its function as a task on the
     loop, in a copy of the calling thread's ``contextvars`` context, so the
@@ -428,7 +428,7 @@ class Runner:
                 self._serve, started, backend=self._backend, backend_options=self._backend_options
             )
         except BaseException as exc:
-            if started.set_running_or_notify_cancel():
+            if not started.done():
                 started.set_exception(exc)  # the loop could not start
             else:
                 logger.exception("the loop of %r failed", self)

@@ -343,6 +343,15 @@ def test_runner_validates_its_options() -> None:
     runner.close()
 
 
+def test_a_loop_that_cannot_start_raises_at_the_call() -> None:
+    """Bad backend options fail the first call, leave no thread, and the runner can close."""
+    runner = concur.Runner("trio", backend_options={"no_such_option": 1})
+    with pytest.raises(TypeError, match="no_such_option"):
+        runner.run(double, 1)
+    runner.close()
+    assert runner.closed
+
+
 # --- Runner.map ------------------------------------------------------------------------------
 
 
