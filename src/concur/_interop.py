@@ -69,9 +69,11 @@ def run(
     *fn* runs in a copy of the calling thread's context, so :func:`concur.scope`
     settings in force here apply inside.
 
-    **Ctrl-C.** Without a loop in the thread, as :func:`anyio.run`. With one, as
-    :meth:`Runner.run`: the task is cancelled, its cleanup awaited, then
-    ``KeyboardInterrupt`` raised; a second Ctrl-C raises at once.
+    **Ctrl-C.** With a loop in the thread, as :meth:`Runner.run`: the task is cancelled,
+    its cleanup awaited, then ``KeyboardInterrupt`` raised; a second Ctrl-C raises at once.
+    Without one, in the main thread: on asyncio the same (concur's SIGINT handler replaces
+    asyncio's for the run); on trio, trio's own handling (``KeyboardInterrupt`` is raised
+    in *fn*, whose ``finally`` blocks run, awaits included).
 
     Raises:
         ValueError: an unknown *backend*.
@@ -247,9 +249,9 @@ async def wait_future(future: AnyFuture[T], /) -> T:
 
     Accepts a :class:`concurrent.futures.Future` (from an executor, a thread, or
     :meth:`Runner.submit`), an :class:`asyncio.Future` or task belonging to a loop in
-    another thread, or an :class:`anyio.Future`. A future of the current loop is simply
-    awaited. Nothing blocks: the future's completion is handed to this loop by a
-    done-callback.
+    another thread, or an :class:`anyio.Future` of the current loop. A future of the
+    current loop is simply awaited. Nothing blocks: the future's completion is handed to
+    this loop by a done-callback.
 
     Cancellation: cancelling the waiting task cancels *future* (for a concurrent future,
     only while it is pending; a :meth:`Runner.submit` future stays pending until its task
