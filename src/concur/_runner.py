@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, Final, Generic, Literal, Self, TypeVar, TypeVarTuple, cast, final
+from typing import Any, Final, Generic, Literal, Self, TypeVar, TypeVarTuple, cast, final, overload
 
 import anyio
 import anyio.abc
@@ -34,6 +34,7 @@ from ._map import check_limit, map_async
 __all__ = ["Runner"]
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 Ts = TypeVarTuple("Ts")
 
 logger: Final = logging.getLogger("concur")
@@ -316,10 +317,20 @@ class Runner:
         future.add_done_callback(on_done)
         return future
 
+    @overload
+    def map(
+        self, fn: Callable[[Item], Awaitable[T]], items: Iterable[Item], *, limit: int = 10
+    ) -> list[T]: ...
+
+    @overload
+    def map(
+        self, fn: Callable[[Item], T], items: Iterable[Item], *, limit: int = 10
+    ) -> list[T]: ...
+
     def map(
         self,
-        fn: Callable[[Any], Awaitable[T]] | Callable[[Any], T],
-        items: Iterable[Any],
+        fn: Callable[[Item], Awaitable[T]] | Callable[[Item], T],
+        items: Iterable[Item],
         *,
         limit: int = 10,
     ) -> list[T]:
