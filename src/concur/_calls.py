@@ -430,31 +430,32 @@ async def _run_in_thread(
         return cast(
             T, await _asyncio_fast.run_in_pool(job.run, limiter, abandon_on_cancel, job.discard)
         )
+    if backend == "trio":
+        from ._backends import _trio
+
+        if not abandon_on_cancel:
+            try:
+                return cast(T, await _trio.run_in_thread(job.run, limiter, False))
+            finally:
+                if job.state == _PENDING:
+                    job.discard()
+        # trio itself keeps the token of an abandoned thread until the thread ends
+        job.lock = threading.Lock()
+        try:
+            return cast(T, await _trio.run_in_thread(job.run_abandonable, limiter, True))
+        except BaseException:
+            job.abandon()
+            raise
     if not abandon_on_cancel:
         try:
             result = cast(T, await anyio.to_thread.run_sync(job.run, limiter=limiter))
-            # trio returns the result of a thread whose caller was cancelled meanwhile;
-            # asyncio raises: raise on both, as documented
+            # a caller cancelled while its thread ran gets the cancellation now
             await anyio.lowlevel.checkpoint_if_cancelled()
             return result
         finally:
-            if job.state == _PENDING and job.cleanups:
-                _handoff.run_cleanups(job.cleanups)
-    if backend == "trio":
-        # trio itself keeps the token of an abandoned thread until the thread ends
-        return cast(T, await _run_abandonable_trio(job, limiter))
+            if job.state == _PENDING:
+                job.discard()
     return cast(T, await _run_abandonable(job, limiter))
-
-
-async def _run_abandonable_trio(job: _ThreadCall, limiter: anyio.CapacityLimiter) -> Any:
-    job.lock = threading.Lock()
-    try:
-        return await anyio.to_thread.run_sync(
-            job.run_abandonable, abandon_on_cancel=True, limiter=limiter
-        )
-    except BaseException:
-        job.abandon()
-        raise
 
 
 async def _run_abandonable(job: _ThreadCall, limiter: anyio.CapacityLimiter) -> Any:
