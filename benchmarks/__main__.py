@@ -102,7 +102,7 @@ def _print_core(backend: str, results: dict[str, Any]) -> None:
             )
 
 
-def _run_module(module: str, backend: str | None, quick: bool) -> None:
+def _run_module(module: str, backend: str | None, quick: bool, *extra: str) -> None:
     if importlib.util.find_spec(module) is None:
         print(f"\n({module} is not there yet)")
         return
@@ -111,6 +111,7 @@ def _run_module(module: str, backend: str | None, quick: bool) -> None:
         cmd += ["--backend", backend]
     if quick:
         cmd.append("--quick")
+    cmd += extra
     print(f"\n$ {' '.join(cmd[1:])}", flush=True)
     subprocess.run(cmd, check=True)
 
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.core_only:
         _run_module("benchmarks.bench_map", None, args.quick)  # both backends, one process each
         for backend in BACKENDS:
-            _run_module("benchmarks.bench_features", backend, args.quick)
+            rounds = () if args.quick else ("--rounds", "4")
+            _run_module("benchmarks.bench_features", backend, args.quick, *rounds)
     print("\nBudgets (ratios of medians from the same run)")
     for backend, label, value, limit, ok in budget:
         mark = "ok  " if ok else "OVER"

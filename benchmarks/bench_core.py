@@ -117,7 +117,7 @@ async def b1(backend: str, quick: bool) -> dict[str, Any]:
     with concur.scope(handoff="warn"):
         variants = {f"seq {k}": seq(v) for k, v in ops.items()}
         variants |= {f"40 callers {k}": conc(v) for k, v in ops.items()}
-        samples = await interleave(variants, rounds=3 if quick else 7)
+        samples = await interleave(variants, rounds=3 if quick else 5)
     pool.shutdown()
     return {k: summary(v, 1e6) for k, v in samples.items()}
 
@@ -145,7 +145,7 @@ async def b2(backend: str, quick: bool) -> dict[str, Any]:
         return (time.perf_counter() - t0) / n
 
     samples = await interleave(
-        {"direct await": direct, "concur.call": via_call}, rounds=3 if quick else 9
+        {"direct await": direct, "concur.call": via_call}, rounds=3 if quick else 5
     )
     return {k: summary(v, 1e6) for k, v in samples.items()}
 
@@ -199,7 +199,7 @@ async def b3(backend: str, quick: bool) -> dict[str, Any]:
             return (time.perf_counter() - t0) / n
 
         variants["trio nursery"] = raw
-    samples = await interleave(variants, rounds=3 if quick else 9)
+    samples = await interleave(variants, rounds=3 if quick else 5)
     return {k: summary(v, 1e6) for k, v in samples.items()}
 
 
@@ -305,7 +305,7 @@ async def b6(backend: str, quick: bool) -> dict[str, Any]:
 
     samples = await interleave(
         {"concur TaskGroup": with_concur, "anyio task group": with_anyio},
-        rounds=3 if quick else 9,
+        rounds=3 if quick else 7,
     )
     return {k: summary(v, 1e3) for k, v in samples.items()}
 
@@ -340,7 +340,7 @@ async def _lag_p99(run_jobs: Callable[[], Awaitable[None]]) -> float:
 
 async def b7(backend: str, quick: bool) -> dict[str, Any]:
     releasing = _gil_releasing_jobs(quick=True)
-    n_py = 300_000 if quick else 1_000_000
+    n_py = 300_000 if quick else 600_000
     holding: list[Callable[[], object]] = [functools.partial(_pure_python, n_py)] * 8
 
     def concur_runner(jobs: list[Callable[[], object]]) -> Callable[[], Awaitable[None]]:

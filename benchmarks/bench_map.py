@@ -334,8 +334,8 @@ def report(
 
 
 async def main_async(backend: str, quick: bool) -> None:
-    n = 20_000
-    rounds = 3 if quick else 7
+    n = 5_000 if quick else 20_000
+    rounds = 3 if quick else 5
     sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
     flat = await flat_memory(backend, sizes)
     rows = await throughput(backend, n, rounds)

@@ -394,12 +394,13 @@ async def to_thread(
 
     **Cancellation.** With ``abandon_on_cancel=False`` (the default), cancelling the
     caller does not interrupt the thread; the caller waits until *fn* returns, then raises
-    the cancellation exception. Code in the thread can cooperate by calling
+    the cancellation exception (or the exception *fn* raised, such as the one
+    :func:`check_cancelled` raised in it). Code in the thread can cooperate by calling
     :func:`check_cancelled`, which raises once the caller is cancelled. With
     ``abandon_on_cancel=True``, the caller raises at once; the thread runs on, still holding
     its token; its result or exception is discarded (an exception is logged at DEBUG on the
-    ``concur`` logger). If the caller is cancelled before the thread started, *fn* never
-    runs and the handoff cleanups run on the event loop.
+    ``concur`` logger). If the caller is cancelled while it waits for a limiter token, *fn*
+    never runs and the handoff cleanups run on the event loop.
 
     Never call it inside a shielded cancel scope if the thread should see cancellation:
     :func:`check_cancelled` cannot see through the shield.
