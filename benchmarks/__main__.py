@@ -89,6 +89,17 @@ def _budget_lines(backend: str, r: dict[str, Any]) -> list[tuple[str, str, str, 
             held <= raw + 1,
         )
     )
+    for width in (10, 100):
+        cost = _median(r, "B9", f"polars frame, {width} columns")
+        lines.append(
+            (f"handoff, polars frame of {width} columns", f"{cost:.2f} µs", "<= 10 µs", cost <= 10)
+        )
+    cost = _median(r, "B9", "polars frame, 1000 columns")
+    lines.append(("handoff, polars frame of 1,000 columns", f"{cost:.2f} µs", "reported", True))
+    cost = _median(r, "B9", "DuckDB connection -> cursor, closed")
+    lines.append(
+        ("handoff, DuckDB connection (cursor + close)", f"{cost:.2f} µs", "<= 10 µs", cost <= 10)
+    )
     return lines
 
 

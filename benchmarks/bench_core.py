@@ -378,6 +378,41 @@ async def b7(backend: str, quick: bool) -> dict[str, Any]:
     return {k: summary(v, 1e3) for k, v in samples.items()}
 
 
+# --- B9: the handoff itself -------------------------------------------------------------
+
+
+async def b9(backend: str, quick: bool) -> dict[str, Any]:
+    import duckdb
+    import polars as pl
+
+    from concur import _handoff  # the step to_thread runs before the hop, measured alone
+
+    n = 2_000 if quick else 20_000
+    con = duckdb.connect()
+
+    def per_call(args: tuple[Any, ...]) -> Variant:
+        async def sample() -> float:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                _fn, _args, cleanups = _handoff.hand_args(_trivial, args, "warn")
+                _handoff.run_cleanups(cleanups)
+            return (time.perf_counter() - t0) / n
+
+        return sample
+
+    variants: dict[str, Variant] = {
+        f"polars frame, {width} columns": per_call(
+            (pl.DataFrame({f"c{i}": range(10) for i in range(width)}),)
+        )
+        for width in (10, 100, 1_000)
+    }
+    variants["DuckDB connection -> cursor, closed"] = per_call((con,))
+    variants["5 ints (nothing to hand off)"] = per_call((1, 2, 3, 4, 5))
+    samples = await interleave(variants, rounds=3 if quick else 5)
+    con.close()
+    return {k: summary(v, 1e6) for k, v in samples.items()}
+
+
 BENCHMARKS = {
     "B1": ("sync call through a thread, µs per call", b1),
     "B2": ("async call, µs per call", b2),
@@ -385,6 +420,7 @@ BENCHMARKS = {
     "B5": ("8 GIL-releasing jobs on 2 threads, ms wall", b5),
     "B6": ("fail-fast with 1,000 sleeping siblings, ms to group exit", b6),
     "B7": ("loop lag p99 while 8 sync jobs run on 2 threads, ms", b7),
+    "B9": ("handoff of one argument, µs per call (before the thread hop)", b9),
 }
 
 
