@@ -40,6 +40,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    from ._data import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``concur`` command."""
     from ._data import DEFAULT_ROWS
@@ -85,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_ROWS,
         help=f"rows of the built-in data set (default {DEFAULT_ROWS:,})",
     )
-    features.add_argument("--seed", type=int, default=0, help="seed of the built-in data set")
+    features.add_argument("--seed", type=_seed, default=0, help="seed of the built-in data set")
     return parser
 
 
@@ -122,6 +134,16 @@ def _check_columns(frame: pl.DataFrame, args: argparse.Namespace, source: str) -
             raise CLIError(f"--{option} {column}: no column {column!r} in {source}")
         if column is not None and column == target:
             raise CLIError(f"--{option} {column}: the {option} column cannot be the target")
+    # the generators' inputs: the numeric columns other than target, entity and order
+    keys = {target, args.entity, args.order}
+    if not any(
+        name not in keys and dtype.is_numeric() and not dtype.is_decimal()
+        for name, dtype in frame.schema.items()
+    ):
+        raise CLIError(
+            f"no numeric feature columns in {source} besides the target, entity and order "
+            f"columns (columns: {', '.join(frame.columns)})"
+        )
 
 
 def _boolean() -> Any:
@@ -186,7 +208,7 @@ async def _run(
 
     progress = Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         TimeElapsedColumn(),
         console=Console(stderr=True),

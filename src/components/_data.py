@@ -8,13 +8,16 @@ from typing import Any, Final
 
 import polars as pl
 
-__all__ = ["DEFAULT_ROWS", "PLANTED_FEATURES", "TARGET", "make_dataset"]
+__all__ = ["DEFAULT_ROWS", "MAX_SEED", "PLANTED_FEATURES", "TARGET", "make_dataset"]
 
 DEFAULT_ROWS: Final = 1_000_000
 """The size of the built-in data set the command line uses."""
 
 TARGET: Final = "target"
 """The name of the built-in data set's target column."""
+
+MAX_SEED: Final = 2**32 - 1
+"""The largest seed :func:`make_dataset` takes."""
 
 PLANTED_FEATURES: Final = (
     "lag__x1_lag_1",
@@ -61,16 +64,18 @@ def make_dataset(
     Args:
         rows: the number of rows (at least 1).
         entities: the number of entities; default ``max(1, rows // 1000)``.
-        seed: the random seed.
+        seed: the random seed, from 0 to 2**32 - 1.
 
     Raises:
-        ValueError: *rows* or *entities* is less than 1.
+        ValueError: *rows* or *entities* is less than 1, or *seed* is out of range.
     """
     for what, value in (("rows", rows), ("entities", entities), ("seed", seed)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError(f"make_dataset: {what} must be an int, got {value!r}")
     if rows < 1:
         raise ValueError(f"make_dataset: rows must be at least 1, got {rows}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"make_dataset: seed must be between 0 and {MAX_SEED}, got {seed}")
     if entities is None:
         entities = max(1, rows // 1000)
     if entities < 1:

@@ -103,13 +103,16 @@ class SelectionReport:
     ) -> Iterator[RenderableType]:
         """Render as two rich tables: the selected features, and the generator runs."""
         from rich.table import Table
+        from rich.text import Text
 
+        # cells are Text, not str: rich would read brackets in a column name or an error
+        # message as markup (and fail on "[/]")
         selected = Table(title="Selected features", title_justify="left")
         selected.add_column("#", justify="right")
         selected.add_column("feature")
         selected.add_column("score", justify="right")
         for rank, name in enumerate(self.selection.names, 1):
-            selected.add_row(str(rank), name, f"{self.selection.scores[name]:.4f}")
+            selected.add_row(str(rank), Text(name), f"{self.selection.scores[name]:.4f}")
         yield selected
         runs = Table(title="Generators", title_justify="left")
         for column in ("generator", "kind", "start s", "seconds", "rows", "columns", "outcome"):
@@ -118,13 +121,13 @@ class SelectionReport:
         for run in self.generators:
             outcome = run.outcome if run.error is None else f"{run.outcome}: {run.error!r}"
             runs.add_row(
-                run.name,
+                Text(run.name),
                 run.kind,
                 f"{run.started:.3f}",
                 f"{run.seconds:.3f}",
                 str(run.rows),
                 str(run.columns),
-                outcome,
+                Text(outcome),
             )
         yield runs
 

@@ -106,12 +106,15 @@ def _check_arguments(
                 f"generators: two generators are named {name!r}; give each a unique name="
             )
         seen.add(name)
+    # every column of a generator starts with its prefix f"{name}__", so two generators'
+    # columns can clash exactly when one prefix starts the other ("a__" starts "a___",
+    # the prefix of "a_", as it starts "a__b__")
     for name in names:
         for other in names:
-            if other.startswith(f"{name}__"):
+            if other != name and f"{other}__".startswith(f"{name}__"):
                 raise ValueError(
                     f"generators: the names {name!r} and {other!r} could clash after "
-                    f"prefixing ({name!r} + '__' starts {other!r}); rename one"
+                    f"prefixing ({name + '__'!r} starts {other + '__'!r}); rename one"
                 )
 
 
@@ -341,8 +344,10 @@ async def _run(
         features = pl.concat(frames, how="horizontal") if len(frames) > 1 else frames[0]
         selection = await selector.aselect(features, frame.get_column(target), k)
     _check_selection(selector, selection, features, k)
+    # select() of no columns gives a 0 x 0 frame: keep the rows, so it stays row-aligned
+    selected = features.select(selection.names) if selection.names else pl.DataFrame(height=height)
     return SelectionReport(
-        features=features.select(selection.names),
+        features=selected,
         selection=selection,
         generators=done,
     )

@@ -33,7 +33,7 @@ def _check_k(k: object) -> int:
 def prepare(
     features: pl.DataFrame, target: pl.Series, owner: str
 ) -> tuple[pl.DataFrame, list[str]]:
-    """The numeric candidates and the target as one Float64 frame, NaN as null.
+    """The numeric candidates and the target as one Float64 frame, NaN and infinities as null.
 
     Non-numeric columns of *features* are not candidates.
 
@@ -60,12 +60,12 @@ def prepare(
     ]
     frame = (
         target.cast(pl.Float64)
-        .fill_nan(None)
         .alias(_TARGET)
         .to_frame()
-        .with_columns(features.select(candidates).cast(pl.Float64).fill_nan(None))
+        .with_columns(features.select(candidates).cast(pl.Float64))
     )
-    return frame, candidates
+    # NaN and infinities count as missing: one inf would make a correlation NaN (score 0)
+    return frame.select(pl.when(pl.all().is_finite()).then(pl.all()).name.keep()), candidates
 
 
 def _finite(value: object) -> float:
@@ -91,10 +91,10 @@ class CorrelationSelector(SyncFeatureSelector):
     """Rank features by absolute Pearson correlation with the target, pruning redundancy.
 
     A candidate's score is ``|corr(feature, target)|`` over the rows where both are
-    present (NaN counts as missing); a constant or empty column scores 0. Going down the
-    ranking, a candidate whose absolute correlation with an already chosen feature exceeds
-    *max_correlation* is dropped, until *k* are chosen. Non-numeric columns are not
-    candidates.
+    present (NaN and infinities count as missing); a constant or empty column scores 0.
+    Going down the ranking, a candidate whose absolute correlation with an already chosen
+    feature exceeds *max_correlation* is dropped, until *k* are chosen. Non-numeric columns
+    are not candidates.
 
     Attributes:
         name: the selector's name.
@@ -148,8 +148,9 @@ class MutualInformationSelector(SyncFeatureSelector):
 
     Feature and target are each cut into at most *bins* equal-frequency bins (ties share a
     bin, so a constant column has one bin and scores 0); the score is the mutual
-    information of the two binnings over the rows where both are present, in nats. The
-    best *k* are chosen. Non-numeric columns are not candidates.
+    information of the two binnings over the rows where both are present (NaN and
+    infinities count as missing), in nats. The best *k* are chosen. Non-numeric columns
+    are not candidates.
 
     Attributes:
         name: the selector's name.
