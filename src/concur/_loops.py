@@ -9,12 +9,16 @@ import asyncio
 import contextvars
 import sys
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
+import attrs
+
+from ._calls import Settings, _PerRunLimiter, settings_var  # pyright: ignore[reportPrivateUsage]
 
 T = TypeVar("T")
 
@@ -98,6 +102,41 @@ def adopt_context(context: contextvars.Context) -> None:
     for var, value in context.items():
         if var not in skip:
             var.set(value)
+
+
+#: per limiter in force at a call, the one that stands for it on other loops
+_loop_limiters: weakref.WeakKeyDictionary[anyio.CapacityLimiter, _PerRunLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+_loop_limiters_lock: Final = threading.Lock()
+
+
+def _limiter_for_another_loop(settings: Settings) -> Settings:
+    limiter = settings.limiter
+    if not isinstance(limiter, anyio.CapacityLimiter):
+        return settings  # none, or one per event-loop run already
+    with _loop_limiters_lock:
+        per_run = _loop_limiters.get(limiter)
+        if per_run is None:
+            # anyio's limiter takes a float total (math.inf) as well as an int
+            per_run = _loop_limiters[limiter] = _PerRunLimiter(cast(int, limiter.total_tokens))
+    return attrs.evolve(settings, limiter=per_run)
+
+
+def context_for_another_loop() -> contextvars.Context:
+    """A copy of the calling thread's context, for a task on another loop to adopt.
+
+    An :class:`anyio.CapacityLimiter` is bound to the loop (and backend) that first uses
+    it, so the limiter of the ambient settings (from a ``concur.scope(thread_limit=...)``
+    entered on the caller's loop, or ``limiter=``) cannot be used on another loop. In
+    the copy it is replaced by a limiter of as many tokens per event-loop run, the same
+    one for every call that brings that limiter: the cap holds on each loop.
+    """
+    context = contextvars.copy_context()
+    settings = context.get(settings_var)
+    if settings is not None:
+        context.run(settings_var.set, _limiter_for_another_loop(settings))
+    return context
 
 
 def call_soon(token: anyio.lowlevel.EventLoopToken, fn: Callable[[], object]) -> None:

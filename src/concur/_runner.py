@@ -17,15 +17,17 @@ from typing import Any, Final, Generic, Literal, Self, TypeVar, TypeVarTuple, ca
 
 import anyio
 import anyio.abc
+import anyio.from_thread
 import anyio.lowlevel
 
 from ._calls import check_callable, check_timeout
 from ._loops import (
-    WAIT_SLICE,
     adopt_context,
     await_fn,
     call_soon,
     check_backend,
+    context_for_another_loop,
+    in_worker_thread,
     on_loop_thread_error,
     wait_event,
 )
@@ -212,6 +214,7 @@ class Runner:
         "_shutdown_timeout",
         "_state",
         "_thread",
+        "_thread_ended",
     )
 
     def __init__(
@@ -233,6 +236,9 @@ class Runner:
         self._closed = threading.Event()
         self._loop: _LoopState | None = None
         self._thread: threading.Thread | None = None
+        # set by the loop thread as it ends; waited for instead of an interruptible
+        # join(): a Ctrl-C in Thread.join() marks a live thread as stopped (CPython 3.11)
+        self._thread_ended = threading.Event()
 
     def __repr__(self) -> str:
         return f"<concur.Runner {self._name!r} backend={self._backend!r} {self._state.value}>"
@@ -368,34 +374,42 @@ class Runner:
         the loop thread is gone. A second ``close()`` from another thread waits for the
         first.
 
+        **Ctrl-C.** A ``KeyboardInterrupt`` while ``close`` waits for submitted work
+        cancels that work, waits for its cleanup and the end of the loop thread, then is
+        re-raised; a second one during that cleanup raises at once (the loop thread ends
+        by itself once the cleanup has finished). Either way the runner is closed.
+
         Raises:
-            RuntimeError: called on the runner's own loop thread (it would wait for
-                itself).
+            RuntimeError: called on the runner's own loop thread, or in a worker thread
+                of that loop (it would wait for itself).
         """
         self._refuse_own_thread("Runner.close()", "close it from another thread")
-        with self._lock:
-            state = self._state
-            if state is _State.NEW:
-                self._state = _State.CLOSED
-                self._closed.set()
-                return
-            if state is _State.RUNNING:
-                self._state = _State.CLOSING
-        if state is not _State.RUNNING:
-            wait_event(self._closed)
-            return
-        loop, thread = self._loop, self._thread
-        assert loop is not None and thread is not None
+        self._refuse_own_worker_thread()
+        mine = False  # whether this call is the one that stops the loop
         try:
-            with contextlib.suppress(anyio.RunFinishedError):
-                call_soon(loop.token, loop.stop.set)
-            while thread.is_alive():
-                thread.join(WAIT_SLICE)
-        finally:
             with self._lock:
-                self._state = _State.CLOSED
-            _unregister(self)
-            self._closed.set()
+                state = self._state
+                if state is _State.NEW:
+                    self._state = _State.CLOSED
+                    self._closed.set()
+                    return
+                if state is _State.RUNNING:
+                    self._state = _State.CLOSING
+                    mine = True
+            if not mine:
+                wait_event(self._closed)
+                return
+            self._stop(cancel=False)
+        except KeyboardInterrupt:
+            if mine:
+                self._stop(cancel=True)  # a second Ctrl-C leaves from here at once
+            raise
+        finally:
+            if mine:
+                with self._lock:
+                    self._state = _State.CLOSED
+                _unregister(self)
+                self._closed.set()
 
     # --- machinery
 
@@ -409,6 +423,31 @@ class Runner:
         if loop is not None and loop.ident == threading.get_ident():
             raise on_loop_thread_error(f"{what} on {self._name!r}", instead)
 
+    def _refuse_own_worker_thread(self) -> None:
+        """Refuse ``close()`` in a worker thread of the runner's loop (a task waits for it)."""
+        loop = self._loop
+        if loop is None or not in_worker_thread():
+            return
+        try:
+            parent = anyio.from_thread.run_sync(anyio.lowlevel.current_token)
+        except anyio.RunFinishedError:
+            return
+        if parent.native_token is loop.token.native_token:
+            raise RuntimeError(
+                f"Runner.close() on {self._name!r} was called in a worker thread of that "
+                f"runner's own loop, where it would wait for the task waiting for this thread "
+                f"(a deadlock); close the runner from the thread that created it"
+            )
+
+    def _stop(self, *, cancel: bool) -> None:
+        """Stop the loop (cancelling what runs, if *cancel*) and wait for its thread to end."""
+        loop, thread = self._loop, self._thread
+        assert loop is not None and thread is not None
+        with contextlib.suppress(anyio.RunFinishedError):
+            call_soon(loop.token, functools.partial(_stop_loop, loop, cancel=cancel))
+        wait_event(self._thread_ended)
+        thread.join()  # it is ending
+
     def _ensure_running(self) -> _LoopState:
         """Start the loop on first use (under the lock); refuse if closed."""
         with self._lock:
@@ -421,15 +460,19 @@ class Runner:
             thread = threading.Thread(
                 target=self._thread_main, args=(started,), name=self._name, daemon=True
             )
-            thread.start()
-            try:
-                self._loop = started.result()
-            except BaseException:
+            interrupted = _start(thread, started)
+            error = started.exception()
+            if error is not None:
+                wait_event(self._thread_ended)
                 thread.join()
-                raise
+                self._thread_ended.clear()  # a later call tries again
+                raise error
+            self._loop = started.result()
             self._thread = thread
             self._state = _State.RUNNING
         _register(self)
+        if interrupted:  # the loop is up, and serves later calls; this one is given up
+            raise KeyboardInterrupt
         return self._loop
 
     def _thread_main(self, started: concurrent.futures.Future[_LoopState]) -> None:
@@ -443,6 +486,8 @@ class Runner:
                 started.set_exception(exc)  # the loop could not start
             else:
                 logger.exception("the loop of %r failed", self)
+        finally:
+            self._thread_ended.set()
 
     async def _serve(self, started: concurrent.futures.Future[_LoopState]) -> None:
         """The loop's main task: holds every call's task until the runner closes."""
@@ -457,14 +502,21 @@ class Runner:
 
     def _start(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> _Call[T]:
         """Hand a new call to the loop, without waiting (``submit``)."""
-        job = _Call(fn, args, contextvars.copy_context())
         loop = self._ensure_running()
+        job = _Call(fn, args, self._context(loop))
         try:
             self._hand_over(loop, job)
         except BaseException:
             self._cancel(job)  # Ctrl-C in the middle: the call must not run unobserved
             raise
         return job
+
+    @staticmethod
+    def _context(loop: _LoopState) -> contextvars.Context:
+        """A copy of the caller's context; from another thread, with its limiter localised."""
+        if loop.ident == threading.get_ident():
+            return contextvars.copy_context()
+        return context_for_another_loop()
 
     def _hand_over(self, loop: _LoopState, job: _Call[Any]) -> None:
         if loop.ident == threading.get_ident():
@@ -505,8 +557,8 @@ class Runner:
 
     def _call(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
         """Run a call and block until it is done (``run``, ``map``; Ctrl-C: see ``run``)."""
-        job = _Call(fn, args, contextvars.copy_context())
         loop = self._ensure_running()
+        job = _Call(fn, args, self._context(loop))
         try:
             self._hand_over(loop, job)
             wait_event(job.done)
@@ -523,6 +575,35 @@ class Runner:
                 wait_event(job.done)
             raise
         return job.future.result()
+
+
+def _stop_loop(loop: _LoopState, *, cancel: bool) -> None:
+    """On the loop: let the main task end (after the calls, or cancelling them)."""
+    loop.stop.set()
+    if cancel:
+        loop.tg.cancel_scope.cancel("the concur.Runner's close() was interrupted (Ctrl-C)")
+
+
+def _start(thread: threading.Thread, started: concurrent.futures.Future[_LoopState]) -> bool:
+    """Start the loop thread; wait until its loop runs or failed; whether Ctrl-C came.
+
+    Starting a loop takes a moment and cannot be undone half-way: a Ctrl-C meanwhile is
+    held until the loop runs (so that :meth:`Runner.close` can end it), then raised by
+    the caller. (``Thread.start`` blocks only once the thread exists, so a Ctrl-C there
+    comes while the thread starts.)
+    """
+    interrupted = False
+    try:
+        thread.start()
+    except KeyboardInterrupt:
+        interrupted = True
+    while True:
+        try:
+            concurrent.futures.wait((started,))
+        except KeyboardInterrupt:
+            interrupted = True
+        else:
+            return interrupted
 
 
 def _fn_name(fn: object) -> str:
