@@ -126,7 +126,7 @@ def _check_columns(frame: pl.DataFrame, args: argparse.Namespace, source: str) -
     if target not in frame.columns:
         raise CLIError(f"--target {target}: no column {target!r} in {source}")
     dtype = frame.schema[target]
-    if not (dtype.is_numeric() and not dtype.is_decimal()) and not dtype.is_(_boolean()):
+    if not dtype.is_numeric() and not dtype.is_(_boolean()):  # a Decimal target is numeric
         raise CLIError(f"--target {target}: the target column must be numeric, it is {dtype}")
     for option in ("entity", "order"):
         column: str | None = getattr(args, option)

@@ -154,6 +154,23 @@ def test_markup_in_a_column_name_prints_the_table(tmp_path: Path) -> None:
     assert "x[/]" in result.stdout
 
 
+def test_a_decimal_target_is_numeric(tmp_path: Path) -> None:
+    """A Decimal target column (money in a Parquet file) is accepted as numeric."""
+    path = tmp_path / "decimal.parquet"
+    pl.DataFrame(
+        {"x": [float(i % 5) for i in range(30)], "y": [float(i) for i in range(30)]}
+    ).with_columns(pl.col("y").cast(pl.Decimal(10, 2))).write_parquet(path)
+    result = subprocess.run(
+        [*_script(), "features", str(path), "--target", "y", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["selected"]
+
+
 def test_a_seed_out_of_range_is_a_usage_error() -> None:
     """A --seed too large for the generator exits 2 with one line, no traceback."""
     assert "argument --seed" in _error_line("--rows", "2000", "--seed", str(2**70))
