@@ -106,7 +106,17 @@ class _Call(Generic[T]):
 class _LoopState:
     """What the loop thread hands back once it runs."""
 
-    __slots__ = ("active", "ident", "idle", "stop", "tg", "token")
+    __slots__ = (
+        "active",
+        "ended",
+        "handed",
+        "handed_lock",
+        "ident",
+        "idle",
+        "stop",
+        "tg",
+        "token",
+    )
 
     def __init__(self, tg: anyio.abc.TaskGroup) -> None:
         self.tg = tg
@@ -115,6 +125,12 @@ class _LoopState:
         self.stop = anyio.Event()
         self.active = 0  # calls whose task has not ended (counted on the loop thread)
         self.idle: anyio.Event | None = None
+        # calls handed to the loop from other threads and not yet taken by it: asyncio
+        # drops a callback that comes after its loop's last turn but before it is closed,
+        # so the loop thread settles these itself once its loop has ended
+        self.handed_lock = threading.Lock()
+        self.handed: set[_Call[Any]] = set()
+        self.ended = False
 
     def call_ended(self) -> None:
         self.active -= 1
@@ -487,6 +503,9 @@ class Runner:
             else:
                 logger.exception("the loop of %r failed", self)
         finally:
+            if started.done() and started.exception() is None:  # the loop ran, and ended
+                error = RuntimeError(f"{self!r} is closed; create a new concur.Runner")
+                _settle_dropped(started.result(), error)
             self._thread_ended.set()
 
     async def _serve(self, started: concurrent.futures.Future[_LoopState]) -> None:
@@ -522,13 +541,21 @@ class Runner:
         if loop.ident == threading.get_ident():
             self._spawn(loop, job)
             return
+        with loop.handed_lock:
+            if loop.ended:
+                raise RuntimeError(f"{self!r} is closed; create a new concur.Runner")
+            loop.handed.add(job)
         try:
             call_soon(loop.token, lambda: self._spawn(loop, job))
         except anyio.RunFinishedError:
+            with loop.handed_lock:
+                loop.handed.discard(job)
             raise RuntimeError(f"{self!r} is closed; create a new concur.Runner") from None
 
     def _spawn(self, loop: _LoopState, job: _Call[Any]) -> None:
         """Start *job*'s task (on the loop thread; never raises: it would kill the loop)."""
+        with loop.handed_lock:
+            loop.handed.discard(job)
         job.spawned = True
         try:
             if loop.stop.is_set():
@@ -575,6 +602,16 @@ class Runner:
                 wait_event(job.done)
             raise
         return job.future.result()
+
+
+def _settle_dropped(loop: _LoopState, error: RuntimeError) -> None:
+    """Once the loop has ended: fail the calls handed to it that it never took."""
+    with loop.handed_lock:
+        loop.ended = True
+        dropped, loop.handed = loop.handed, set()
+    for job in dropped:
+        job.settle_exception(error)
+        job.done.set()
 
 
 def _stop_loop(loop: _LoopState, *, cancel: bool) -> None:

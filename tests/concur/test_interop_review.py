@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
+from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import concur
+from concur import _runner as concur_runner
 
 WAIT = 20.0  # a bound for threading waits, never reached when the tests pass
 BACKENDS = ["asyncio", "trio"]
@@ -173,3 +177,51 @@ def test_close_from_a_worker_thread_of_its_own_loop_raises(backend: str) -> None
             runner.run(close_from_a_thread)
         assert not runner.closed
         assert runner.run(anyio.sleep, 0) is None
+
+
+def test_a_call_handed_over_while_the_loop_closes_fails_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call whose hand-over lands as asyncio closes the loop raises ``RuntimeError``."""
+    handing, closing, handed = threading.Event(), threading.Event(), threading.Event()
+    call_soon = concur_runner.call_soon
+
+    def late_call_soon(token: anyio.lowlevel.EventLoopToken, fn: Any) -> None:
+        if threading.current_thread().name != "late-caller":
+            call_soon(token, fn)
+            return
+        handing.set()
+        assert closing.wait(WAIT)  # the loop has had its last turn and is being closed
+        try:
+            call_soon(token, fn)
+        finally:
+            handed.set()
+
+    class SlowToClose(asyncio.SelectorEventLoop):
+        def close(self) -> None:
+            closing.set()
+            handed.wait(WAIT)
+            super().close()
+
+    monkeypatch.setattr(concur_runner, "call_soon", late_call_soon)
+    runner = concur.Runner(backend_options={"loop_factory": SlowToClose})
+    runner.run(anyio.sleep, 0)
+    outcome: list[BaseException | None] = []
+
+    def late() -> None:
+        try:
+            runner.run(anyio.sleep, 0)
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    caller = threading.Thread(target=late, name="late-caller", daemon=True)
+    caller.start()
+    assert handing.wait(WAIT)
+    runner.close()
+    caller.join(WAIT)
+    assert not caller.is_alive()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], RuntimeError)
+    assert "closed" in str(outcome[0])
