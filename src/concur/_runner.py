@@ -198,8 +198,11 @@ class Runner:
 
     Each of :meth:`run`, :meth:`submit` and :meth:`map` runs its function as a task on the
     loop, in a copy of the calling thread's ``contextvars`` context, so the
-    :func:`concur.scope` settings in force at the call apply inside. Any number of threads
-    may use one runner at once.
+    :func:`concur.scope` settings in force at the call apply inside. A limiter is bound
+    to one loop, so the one in force at a call from another thread (say a
+    ``concur.scope(thread_limit=4)`` entered in a notebook cell) caps the calls on the
+    runner's loop through a limiter of as many tokens, shared by every call that brings
+    it. Any number of threads may use one runner at once.
 
     Args:
         backend: ``"asyncio"`` or ``"trio"``.
