@@ -23,12 +23,13 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from ._calls import check_callable, is_async_callable, to_thread
+from ._calls import is_async_callable, to_thread
 from ._loops import (
     WAIT_SLICE,
     await_fn,
     call_soon,
     check_backend,
+    check_fn,
     in_worker_thread,
     loop_running_here,
     on_loop_thread_error,
@@ -79,7 +80,7 @@ def run(
         ValueError: an unknown *backend*.
         TypeError: *fn* is not callable, or not async.
     """
-    check_callable(fn, "run")
+    check_fn(fn, "concur.run")
     check_backend(backend)
     if in_worker_thread():
         return anyio.from_thread.run(await_fn, fn, args)
@@ -180,7 +181,7 @@ def syncify(fn: Callable[P, Awaitable[T]], /) -> Callable[P, T]:
     Raises:
         TypeError: *fn* is not callable or is a coroutine object.
     """
-    check_callable(fn, "syncify")
+    check_fn(fn, "concur.syncify", args="")
 
     @functools.wraps(fn)
     def sync_fn(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -202,7 +203,7 @@ def asyncify(fn: Callable[P, T], /) -> Callable[P, Coroutine[Any, Any, T]]:
     Raises:
         TypeError: *fn* is not callable, or is already async.
     """
-    check_callable(fn, "asyncify")
+    check_fn(fn, "concur.asyncify", args="")
     if is_async_callable(fn):
         raise TypeError(f"asyncify() takes a sync function; {fn!r} is async already")
 
@@ -227,7 +228,7 @@ def from_thread(fn: Callable[[*Ts], Awaitable[T]], /, *args: *Ts) -> T:
             a thread no event loop started (use a :class:`Runner` there).
         TypeError: *fn* is not callable, or not async.
     """
-    check_callable(fn, "from_thread")
+    check_fn(fn, "concur.from_thread")
     if not in_worker_thread():
         if loop_running_here():
             raise on_loop_thread_error("from_thread()", "await fn(*args) there instead")

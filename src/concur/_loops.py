@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import sys
 import threading
 import weakref
@@ -18,7 +19,12 @@ import anyio.from_thread
 import anyio.lowlevel
 import attrs
 
-from ._calls import Settings, _PerRunLimiter, settings_var  # pyright: ignore[reportPrivateUsage]
+from ._calls import (
+    Settings,
+    _PerRunLimiter,  # pyright: ignore[reportPrivateUsage]
+    check_callable,
+    settings_var,
+)
 
 T = TypeVar("T")
 
@@ -65,6 +71,23 @@ def in_worker_thread() -> bool:
     except BaseException:  # cancelled: still a worker thread
         return True
     return True
+
+
+def check_fn(fn: object, where: str, *, args: str = "...") -> None:
+    """Refuse a coroutine object or a non-callable given to *where* (``"concur.run"``, ...).
+
+    The message shows the call to write instead: ``where(name, args)``.
+    """
+    if inspect.iscoroutine(fn):
+        name = getattr(fn, "__name__", "fn")
+        fn.close()  # it will never run: close it, so no "never awaited" warning
+        takes = "a function and its arguments" if args else "a function"
+        call = f"{where}({name}, {args})" if args else f"{where}({name})"
+        raise TypeError(
+            f"{where}() takes {takes}, not a coroutine object: "
+            f"write {call} instead of {where}({name}(...))"
+        )
+    check_callable(fn, where)
 
 
 def on_loop_thread_error(what: str, instead: str) -> RuntimeError:

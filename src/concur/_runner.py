@@ -20,12 +20,13 @@ import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 
-from ._calls import check_callable, check_timeout
+from ._calls import check_timeout
 from ._loops import (
     adopt_context,
     await_fn,
     call_soon,
     check_backend,
+    check_fn,
     context_for_another_loop,
     in_worker_thread,
     on_loop_thread_error,
@@ -312,7 +313,7 @@ class Runner:
                 after *shutdown_timeout*.
             TypeError: *fn* is not callable, or is not async.
         """
-        check_callable(fn, "run")
+        check_fn(fn, "runner.run")
         self._refuse_own_thread("Runner.run()", "await fn(*args) there instead")
         return self._call(fn, args)
 
@@ -331,7 +332,7 @@ class Runner:
             RuntimeError: the runner is closed.
             TypeError: *fn* is not callable (not being async is reported by the future).
         """
-        check_callable(fn, "submit")
+        check_fn(fn, "runner.submit")
         job = self._start(fn, args)
         future = job.future
 
@@ -377,7 +378,7 @@ class Runner:
             TypeError: *fn* is not callable, or *limit* is not an int.
             ValueError: *limit* is below 1.
         """
-        check_callable(fn, "map")
+        check_fn(fn, "runner.map", args="items")
         check_limit(limit)
         self._refuse_own_thread("Runner.map()", "await concur.map_async(...) there instead")
         values = list(items)

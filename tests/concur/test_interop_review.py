@@ -225,3 +225,26 @@ def test_a_call_handed_over_while_the_loop_closes_fails_instead_of_hanging(
     assert len(outcome) == 1
     assert isinstance(outcome[0], RuntimeError)
     assert "closed" in str(outcome[0])
+
+
+async def _fetch(url: str) -> str:
+    await anyio.lowlevel.checkpoint()
+    return url
+
+
+def test_a_coroutine_object_is_refused_with_the_call_to_write() -> None:
+    """Each entry point given a coroutine object says how to call it instead."""
+    with concur.Runner() as runner:
+        attempts: list[tuple[Any, str]] = [
+            (concur.run, r"write concur\.run\(_fetch, \.\.\.\) instead"),
+            (runner.run, r"write runner\.run\(_fetch, \.\.\.\) instead"),
+            (runner.submit, r"write runner\.submit\(_fetch, \.\.\.\) instead"),
+            (lambda c: runner.map(c, ["u"]), r"write runner\.map\(_fetch, items\) instead"),
+            (concur.syncify, r"write concur\.syncify\(_fetch\) instead"),
+            (concur.from_thread, r"write concur\.from_thread\(_fetch, \.\.\.\) instead"),
+        ]
+        for attempt, message in attempts:
+            with pytest.raises(TypeError, match=message):
+                attempt(_fetch("u"))
+        with pytest.raises(TypeError, match=r"runner\.run\(\) takes a callable, got int"):
+            runner.run(3)  # type: ignore[call-overload,arg-type]
