@@ -21,29 +21,48 @@ WAIT = 20.0  # a bound for threading waits, never reached when the tests pass
 BACKENDS = ["asyncio", "trio"]
 
 
-def _limited_job(x: int) -> int:
-    """A sync job; the first one waits until every other call is blocked on the limiter."""
-    if x == 0:
-        concur.from_thread(anyio.wait_all_tasks_blocked)
-    return x
+class _Peak:
+    """How many sync jobs ran at once, at most."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+
+    def job(self, x: int) -> int:
+        """The first job waits until every other call is blocked (on the limiter, or running)."""
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            if x == 0:
+                concur.from_thread(anyio.wait_all_tasks_blocked)
+            return x
+        finally:
+            with self.lock:
+                self.running -= 1
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_a_thread_limit_set_on_a_loop_caps_runner_calls(backend: str) -> None:
     """A ``scope(thread_limit=...)`` entered on a loop caps thread calls on a runner's loop."""
+    peak = _Peak()
     with concur.scope(thread_limit=1), concur.Runner(backend) as runner:  # type: ignore[arg-type]
-        assert runner.map(_limited_job, range(3), limit=3) == [0, 1, 2]
+        assert runner.map(peak.job, range(3), limit=3) == [0, 1, 2]
+    assert peak.peak == 1
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_a_thread_limit_set_on_a_loop_caps_concur_run(backend: str) -> None:
     """A ``scope(thread_limit=...)`` entered on a loop caps thread calls in ``concur.run``."""
+    peak = _Peak()
 
     async def three() -> list[int]:
-        return await concur.map_async(_limited_job, range(3), limit=3)
+        return await concur.map_async(peak.job, range(3), limit=3)
 
     with concur.scope(thread_limit=1):
         assert concur.run(three, backend=backend) == [0, 1, 2]  # type: ignore[arg-type]
+    assert peak.peak == 1
 
 
 _STARTUP_SCRIPT = textwrap.dedent("""
