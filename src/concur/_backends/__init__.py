@@ -1,5 +1,9 @@
-"""Backend-specific fast paths, one module per backend, each behind a benchmark.
+"""Backend-specific fast paths for thread calls, one module per backend (benchmark B1).
 
-Only ``_asyncio`` exists: concur's own thread pool for asyncio (benchmark B1). trio's
-``to_thread.run_sync`` is already within budget, so trio uses anyio's path.
+- ``_asyncio``: concur's own worker pool for asyncio, one shared queue per event loop.
+- ``_trio``: ``trio.to_thread.run_sync`` called directly, the thread claimed for anyio.
+
+Both keep anyio's worker-thread contract (``anyio.from_thread`` works inside) and concur's
+semantics (hard cap, handoff, cancellation); any other backend uses
+``anyio.to_thread.run_sync``.
 """

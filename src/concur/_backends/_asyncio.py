@@ -30,6 +30,7 @@ import importlib
 import logging
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, Final, final
@@ -59,6 +60,9 @@ else:
 __all__ = ["FAST_PATH", "current_async_library", "run_in_pool"]
 
 logger: Final = logging.getLogger("concur")
+
+JOIN_SECONDS: Final = 1.0
+"""How long the end of an event-loop run waits for busy (abandoned) workers to end."""
 
 IDLE_SECONDS: Final = 10.0
 """An idle worker ends after this long without work (anyio's figure too)."""
@@ -90,11 +94,19 @@ class _Pool:
             thread.start()
 
     def shutdown(self, *_: object) -> None:
-        """Ask every worker to end once the queue is drained (the loop is finishing)."""
+        """End every idle worker; the loop is finishing.
+
+        Idle workers take their stop marker at once and are joined, so no idle thread
+        outlives the event-loop run. A worker still running an abandoned call gets its
+        marker once the call returns; the join waits for it at most ``JOIN_SECONDS``.
+        """
         with self.lock:
-            count = len(self.threads)
-        for _n in range(count):
+            threads = list(self.threads)
+        for _n in threads:
             self.queue.put(None)
+        deadline = time.monotonic() + JOIN_SECONDS
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _wait_for_work(self) -> _Job | None:
         # The worker counts itself idle before it reports a result, so the loop never
