@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -50,7 +50,7 @@ from components import (
     SyncFeatureGenerator,
 )
 
-Variant = Callable[[], Awaitable[float]]
+from .bench_core import interleave
 
 
 def _generators(sql: SQLWindowFeatures) -> list[SyncFeatureGenerator]:
@@ -65,19 +65,6 @@ def _prefix(name: str, out: pl.DataFrame) -> pl.DataFrame:
 
 def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-async def interleave(variants: dict[str, Variant], rounds: int) -> dict[str, list[float]]:
-    """Run every variant once per round, rotating the order; return the samples."""
-    names = list(variants)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for variant in variants.values():  # warm-up: threads, caches, imports
-        await variant()
-    for r in range(rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            samples[name].append(await variants[name]())
-    return samples
 
 
 LATENCY = 0.01  # seconds per lookup request, as a remote service would take
