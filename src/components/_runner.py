@@ -181,7 +181,10 @@ async def select_best_features(
         on_error: ``"fail"``: the first failing generator cancels the others and its
             exception propagates as it is. ``"skip"``: failures are recorded in the report
             and the others go on.
-        timeout: seconds bounding the whole run, generators and selection.
+        timeout: seconds bounding the whole run, generators and selection. An enclosing
+            :func:`concur.scope`'s per-call ``timeout`` bounds each generator instead: one
+            that times out fails like any other generator (recorded, and skipped under
+            ``on_error="skip"``).
 
     Returns:
         The :class:`SelectionReport`.
@@ -273,6 +276,10 @@ async def _run(
     hook = progress_hook.get()
     cancelled_exc = anyio.get_cancelled_exc_class()
     began = time.monotonic()
+    # An enclosing scope's per-call timeout bounds each generator here, inside run_one, so
+    # that a generator that times out is an error like any other (recorded; skipped under
+    # on_error="skip"); the task group itself then applies none (timeout=math.inf).
+    call_timeout = settings_var.get().timeout
 
     async def run_one(index: int, generator: FeatureGenerator) -> None:
         kind = kind_of(generator)
@@ -301,17 +308,8 @@ async def _run(
                 hook(index, generator, run)
 
         try:
-            if kind == "thread":
-                # what SyncFeatureGenerator.agenerate does, plus the time the thread
-                # really started (after waiting for a limiter token), for the timeline
-                assert isinstance(generator, SyncFeatureGenerator)
-                stamp, out = await concur.to_thread(_timed(generator.generate), inputs)
-                thread_started.append(stamp)
-            elif hops is None:
-                out = await generator.agenerate(inputs.clone())
-            else:
-                with concur.scope(limiter=hops):
-                    out = await generator.agenerate(inputs.clone())
+            with anyio.fail_after(math.inf if call_timeout is None else call_timeout):
+                out = await call(kind, generator, thread_started)
             result = _prefix(generator, out, height)
         except cancelled_exc:
             record("cancelled", None, None)
@@ -324,11 +322,26 @@ async def _run(
         outputs[index] = result
         record("ok", None, result)
 
+    async def call(
+        kind: Kind, generator: FeatureGenerator, thread_started: list[float]
+    ) -> pl.DataFrame:
+        if kind == "thread":
+            # what SyncFeatureGenerator.agenerate does, plus the time the thread
+            # really started (after waiting for a limiter token), for the timeline
+            assert isinstance(generator, SyncFeatureGenerator)
+            stamp, out = await concur.to_thread(_timed(generator.generate), inputs)
+            thread_started.append(stamp)
+            return out
+        if hops is None:
+            return await generator.agenerate(inputs.clone())
+        with concur.scope(limiter=hops):
+            return await generator.agenerate(inputs.clone())
+
     # async generators first: their waits overlap the thread work from the start
     schedule = sorted(range(len(generators)), key=lambda i: kind_of(generators[i]) == "thread")
     with concur.scope(limiter=limiter):
         try:
-            async with concur.TaskGroup(name="select_best_features") as tg:
+            async with concur.TaskGroup(name="select_best_features", timeout=math.inf) as tg:
                 for index in schedule:
                     handle: anyio.TaskHandle[None] = tg.spawn(
                         run_one, index, generators[index], name=generators[index].name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import Token
 from types import CoroutineType, TracebackType
@@ -44,7 +45,8 @@ class TaskGroup:
         handoff: the handoff policy for thread calls made inside the group.
         timeout: seconds bounding each call made with :meth:`spawn` (``TimeoutError`` for
             that call, which then fails the group). It does not bound :meth:`start`, the
-            body or nested calls.
+            body or nested calls. ``math.inf`` means no bound even where an enclosing
+            :func:`scope` sets a per-call timeout.
 
     Settings not given are inherited from the enclosing :func:`scope` or group, and the
     group's limiter and handoff policy are ambient inside its tasks: a component that
@@ -113,7 +115,9 @@ class TaskGroup:
             timeout=None,
             in_loop=True,
         )
-        self._spawn_timeout = parent.timeout if timeout is None else timeout
+        spawn_timeout = parent.timeout if timeout is None else timeout
+        # math.inf: no per-call bound here, whatever an enclosing scope says
+        self._spawn_timeout = None if spawn_timeout == math.inf else spawn_timeout
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import attrs
 import polars as pl
 import pytest
@@ -214,3 +215,46 @@ def test_lags_and_rolling_on_interleaved_unsorted_entities_by_hand() -> None:
     lags = LagFeatures(entity="e", order="t", lags=(1,)).generate(frame)
     assert lags["lag__x_lag_1"].to_list() == [20.0, 100.0, None, None, 10.0, 200.0, 30.0]
     assert lags["lag__x_diff_1"].to_list() == [10.0, 100.0, None, None, 10.0, 100.0, 10.0]
+
+
+@attrs.frozen(eq=False)
+class _Stuck(FeatureGenerator):
+    """An async generator that never finishes on its own."""
+
+    name: str = "stuck"
+
+    async def agenerate(self, frame: pl.DataFrame) -> pl.DataFrame:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_a_scope_timeout_is_a_skippable_generator_error() -> None:
+    """Under ``scope(timeout=)`` a generator that times out is recorded and skipped."""
+    import concur
+
+    fast = _Columns(name="fast", columns=("a",))
+    with concur.scope(timeout=0.05):
+        report = await select_best_features(
+            _frame(),
+            target="y",
+            generators=[_Stuck(), fast],
+            selector=CorrelationSelector(),
+            k=1,
+            on_error="skip",
+        )
+    outcomes = {run.name: (run.outcome, type(run.error)) for run in report.generators}
+    assert outcomes == {"stuck": ("error", TimeoutError), "fast": ("ok", type(None))}
+
+
+async def test_a_scope_timeout_fails_the_run_bare_under_fail() -> None:
+    """Under ``scope(timeout=)`` and ``on_error="fail"`` the run raises a bare ``TimeoutError``."""
+    import concur
+
+    with concur.scope(timeout=0.05), pytest.raises(TimeoutError):
+        await select_best_features(
+            _frame(),
+            target="y",
+            generators=[_Stuck(), _Columns(name="fast", columns=("a",))],
+            selector=CorrelationSelector(),
+            k=1,
+        )

@@ -403,3 +403,24 @@ async def test_start_from_another_task_gets_group_settings() -> None:
             ready.set()
             await done.wait()
     assert seen == [True, False]
+
+
+async def test_infinite_timeout_lifts_an_enclosing_scope_timeout() -> None:
+    """``TaskGroup(timeout=math.inf)`` bounds no spawn, even inside ``scope(timeout=)``."""
+    import math
+
+    release = anyio.Event()
+
+    async def waits() -> str:
+        await release.wait()
+        return "done"
+
+    async def releaser() -> None:
+        await anyio.sleep(0.05)  # longer than the scope's per-call timeout
+        release.set()
+
+    with concur.scope(timeout=0.01):
+        async with concur.TaskGroup(timeout=math.inf) as tg:
+            handle = tg.spawn(waits)
+            tg.spawn(releaser)
+    assert await handle == "done"
