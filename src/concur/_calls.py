@@ -432,8 +432,7 @@ async def _run_in_thread(
             T, await _asyncio_fast.run_in_pool(job.run, limiter, abandon_on_cancel, job.discard)
         )
     if backend == "trio":
-        from ._backends import _trio
-
+        _trio = _trio_fast or _load_trio_fast()
         if not abandon_on_cancel:
             try:
                 return cast(T, await _trio.run_in_thread(job.run, limiter, False))
@@ -457,6 +456,18 @@ async def _run_in_thread(
             if job.state == _PENDING:
                 job.discard()
     return cast(T, await _run_abandonable(job, limiter))
+
+
+_trio_fast: types.ModuleType | None = None
+
+
+def _load_trio_fast() -> Any:
+    # imported on first use: importing it imports trio, which `import concur` must not
+    global _trio_fast
+    from ._backends import _trio
+
+    _trio_fast = _trio
+    return _trio
 
 
 async def _run_abandonable(job: _ThreadCall, limiter: anyio.CapacityLimiter) -> Any:
