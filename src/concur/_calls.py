@@ -431,8 +431,7 @@ async def _run_in_thread(
         return cast(
             T, await _asyncio_fast.run_in_pool(job.run, limiter, abandon_on_cancel, job.discard)
         )
-    if backend == "trio":
-        _trio = _trio_fast or _load_trio_fast()
+    if backend == "trio" and (_trio := _trio_fast or _load_trio_fast()) is not None:
         if not abandon_on_cancel:
             try:
                 return cast(T, await _trio.run_in_thread(job.run, limiter, False))
@@ -459,13 +458,21 @@ async def _run_in_thread(
 
 
 _trio_fast: types.ModuleType | None = None
+_trio_fast_missing = False
 
 
-def _load_trio_fast() -> Any:
-    # imported on first use: importing it imports trio, which `import concur` must not
-    global _trio_fast
-    from ._backends import _trio
-
+def _load_trio_fast() -> types.ModuleType | None:
+    # imported on first use: importing it imports trio, which `import concur` must not;
+    # if anyio's internals it reads have moved, thread calls take anyio's own path
+    global _trio_fast, _trio_fast_missing
+    if _trio_fast_missing:
+        return None
+    try:
+        from ._backends import _trio
+    except (ImportError, AttributeError):  # pragma: no cover - anyio reorganised
+        _trio_fast_missing = True
+        logger.debug("trio fast path unavailable; using anyio.to_thread", exc_info=True)
+        return None
     _trio_fast = _trio
     return _trio
 
