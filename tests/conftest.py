@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import signal
 import sys
 import threading
 import time
@@ -26,6 +27,11 @@ LEAK_GRACE = 5.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A shell starts background jobs with SIGINT ignored, and Python then leaves it so: the
+    # tests that send themselves a real Ctrl-C need Python's KeyboardInterrupt handler
+    # (child processes then start with SIGINT at its default too).
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line("markers", "bound(seconds): the fail_after bound of an async test")
 
 
