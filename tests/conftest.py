@@ -3,7 +3,7 @@
 - An ``async def`` test without a marker is an anyio test, run once per backend.
 - ``@pytest.mark.trio`` tests are pytest-trio's (for its ``nursery`` fixture).
 - Every async test runs inside ``anyio.fail_after(ASYNC_TEST_BOUND)``; mark a test
-  ``@pytest.mark.bound(seconds)`` to change it. pytest-timeout stays as a 300 s backstop.
+  ``@pytest.mark.bound(seconds)`` to change it. pytest-timeout stays as a 120 s backstop.
 - After each test, no thread may still be running a call (idle worker-cache threads of
   anyio and trio are not leaks).
 """
