@@ -9,7 +9,7 @@ import math
 import threading
 import types
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from typing import Any, Final, TypeVar, TypeVarTuple, cast, final
 
@@ -584,13 +584,3 @@ async def call(
         return await _run_in_thread(
             sync_fn, args, settings.current_limiter(), settings.handoff, False
         )
-
-
-def coroutine_runner(coro: Coroutine[Any, Any, T]) -> Callable[[], Coroutine[Any, Any, T]]:
-    """Wrap a coroutine object as a zero-argument async function (used by ``spawn``)."""
-
-    async def run() -> T:
-        return await coro
-
-    run.__qualname__ = getattr(coro, "__qualname__", "coroutine")
-    return run
