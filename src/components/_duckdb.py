@@ -38,12 +38,17 @@ def _check_threads(_: object, attribute: attrs.Attribute[int | None], value: int
 class SQLWindowFeatures(SyncFeatureGenerator):
     """Window aggregates computed in DuckDB SQL.
 
-    For each input column ``c`` it makes, within each entity:
+    For each input column ``c`` it makes, within each entity, in *order*:
 
-    - ``c_cummean``: the mean of ``c`` over the rows so far, in *order*;
-    - ``c_demeaned``: ``c`` minus the entity's mean of ``c``;
-    - ``c_zscore``: ``c_demeaned`` divided by the entity's standard deviation of ``c``
-      (null where that is 0 or undefined).
+    - ``c_cummean``: the mean of ``c`` over the rows so far, the current one included;
+    - ``c_demeaned``: ``c`` minus the mean of ``c`` over the entity's earlier rows (null on
+      its first row);
+    - ``c_zscore``: ``c_demeaned`` divided by the sample standard deviation of ``c`` over
+      the entity's earlier rows (null where that is 0 or undefined: before its third row).
+
+    Every value uses only the current row and the rows before it in the same entity,
+    never a later one, so a feature is known when its row is: what a forecast may use.
+    Rows with equal *order* values are taken in row order.
 
     Each call opens its own cursor of :attr:`connection` (a separate DuckDB connection to
     the same database), registers the frame on it, runs the query, materialises the result
@@ -86,16 +91,15 @@ class SQLWindowFeatures(SyncFeatureGenerator):
         partition = f"PARTITION BY {_quote(self.entity)}" if self.entity is not None else ""
         order_keys = [_quote(self.order)] if self.order is not None else []
         order_keys.append(_quote(_ROW))
-        so_far = (
-            f"OVER ({partition} ORDER BY {', '.join(order_keys)} "
-            "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
-        )
-        whole = f"OVER ({partition})"
+        ordered = f"{partition} ORDER BY {', '.join(order_keys)}"
+        # expanding windows only: a feature never sees a later row of its entity
+        so_far = f"OVER ({ordered} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+        before = f"OVER ({ordered} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
         selects: list[str] = []
         for column in inputs:
             c = f"CAST({_quote(column)} AS DOUBLE)"
-            mean = f"avg({c}) {whole}"
-            std = f"stddev_samp({c}) {whole}"
+            mean = f"avg({c}) {before}"
+            std = f"stddev_samp({c}) {before}"
             out = {s: _quote(prefixed(self.name, f"{column}_{s}")) for s in _SUFFIXES}
             selects.append(f"avg({c}) {so_far} AS {out['cummean']}")
             selects.append(f"{c} - {mean} AS {out['demeaned']}")

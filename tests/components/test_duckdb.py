@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterator
 
 import duckdb
@@ -38,12 +39,35 @@ def test_window_features_per_entity_are_row_aligned(connection: duckdb.DuckDBPyC
     gen = SQLWindowFeatures(connection=connection, entity="entity", order="t")
     out = gen.generate(_frame())
     assert isinstance(out, pl.DataFrame)
+    # rows: (1, t2), (2, t1), (1, t0), (2, t0), (1, t1), (2, t2); x is 1, 2, 3 and 10, 20, 30
     assert out["sql__x_cummean"].to_list() == [2.0, 15.0, 1.0, 10.0, 1.5, 20.0]
-    assert out["sql__x_demeaned"].to_list() == [1.0, 0.0, -1.0, -10.0, 0.0, 10.0]
-    assert out["sql__x_zscore"].to_list() == pytest.approx([1.0, 0.0, -1.0, -1.0, 0.0, 1.0])
+    # x minus the mean of the entity's earlier rows: none on its first row
+    assert out["sql__x_demeaned"].to_list() == [1.5, 10.0, None, None, 1.0, 15.0]
+    # divided by the standard deviation of the earlier rows: defined from the third row on
+    root_half = math.sqrt(0.5)
+    assert out["sql__x_zscore"].to_list() == pytest.approx(
+        [1.5 / root_half, None, None, None, None, 15.0 / (10 * root_half)]
+    )
     # a constant column has no spread: its z-score is null, not a division by zero
     assert out["sql__const_zscore"].to_list() == [None] * 6
+    assert out["sql__const_demeaned"].to_list() == [0.0, 0.0, None, None, 0.0, 0.0]
     assert out.height == 6
+
+
+def test_window_statistics_are_expanding_over_the_earlier_rows(
+    connection: duckdb.DuckDBPyConnection,
+) -> None:
+    """demeaned and zscore use the mean and standard deviation of the rows before each one."""
+    values = [4.0, -1.0, 2.5, 8.0, 0.5, 3.0, -2.0]
+    out = SQLWindowFeatures(connection=connection, columns="x").generate(
+        pl.DataFrame({"x": values})
+    )
+    for i, value in enumerate(values):
+        earlier = values[:i]
+        demeaned = value - statistics.fmean(earlier) if earlier else None
+        zscore = demeaned / statistics.stdev(earlier) if len(earlier) >= 2 else None
+        assert out["sql__x_demeaned"][i] == pytest.approx(demeaned, rel=1e-12)
+        assert out["sql__x_zscore"][i] == pytest.approx(zscore, rel=1e-12)
 
 
 def test_without_entity_the_frame_is_one_series_in_row_order(
@@ -61,7 +85,7 @@ def test_default_generator_owns_an_in_memory_connection() -> None:
     with SQLWindowFeatures() as gen:
         assert gen.name == "sql"
         out = gen.generate(pl.DataFrame({"x": [1.0, 3.0]}))
-        assert out["sql__x_demeaned"].to_list() == [-1.0, 1.0]
+        assert out["sql__x_demeaned"].to_list() == [None, 2.0]
     with pytest.raises(duckdb.Error):
         gen.connection.execute("SELECT 1")
 
