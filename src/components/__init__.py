@@ -17,6 +17,7 @@ from ._interfaces import FeatureSelector as FeatureSelector
 from ._interfaces import Selection as Selection
 from ._interfaces import SyncFeatureGenerator as SyncFeatureGenerator
 from ._interfaces import SyncFeatureSelector as SyncFeatureSelector
+from ._polars import AutoregressiveFeatures as AutoregressiveFeatures
 from ._polars import InteractionFeatures as InteractionFeatures
 from ._polars import LagFeatures as LagFeatures
 from ._polars import RollingFeatures as RollingFeatures
@@ -28,6 +29,7 @@ from ._selectors import CorrelationSelector as CorrelationSelector
 from ._selectors import MutualInformationSelector as MutualInformationSelector
 
 __all__ = (  # noqa: RUF022 (plainly sorted, as tests/test_exports.py checks for concur)
+    "AutoregressiveFeatures",
     "CorrelationSelector",
     "DEFAULT_ROWS",
     "FeatureGenerator",

@@ -1,4 +1,5 @@
-"""Feature generators over polars expressions: lags, rolling statistics, interactions."""
+"""Feature generators over polars expressions: lags, rolling statistics, interactions, and
+the target's own past (autoregressive features)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ if sys.version_info >= (3, 12):
 else:
     from typing_extensions import override
 
-__all__ = ["InteractionFeatures", "LagFeatures", "RollingFeatures"]
+__all__ = ["AutoregressiveFeatures", "InteractionFeatures", "LagFeatures", "RollingFeatures"]
 
 Stat: TypeAlias = Literal["mean", "std", "min", "max"]
 STATS: Final[tuple[Stat, ...]] = ("mean", "std", "min", "max")
@@ -46,11 +47,27 @@ def _windowed(expr: pl.Expr, entity: str | None, order: str | None) -> pl.Expr:
     return expr.over(entity, order_by=order)
 
 
+def _rolled(col: pl.Expr, stat: Stat, window: int) -> pl.Expr:
+    if stat == "mean":
+        return col.rolling_mean(window)
+    if stat == "std":
+        return col.rolling_std(window)
+    if stat == "min":
+        return col.rolling_min(window)
+    return col.rolling_max(window)
+
+
 def _select(frame: pl.DataFrame, exprs: list[pl.Expr]) -> pl.DataFrame:
     """The frame of *exprs* over *frame*; with no expressions, ``frame.height`` empty rows."""
     if not exprs:
         return pl.DataFrame(height=frame.height)
     return frame.select(exprs)
+
+
+def _check_stats(stats: tuple[Stat, ...], owner: str) -> None:
+    bad = [s for s in stats if s not in STATS]
+    if bad or not stats:
+        raise ValueError(f"{owner}: stats must be some of {STATS!r}, got {stats!r}")
 
 
 @final
@@ -131,11 +148,7 @@ class RollingFeatures(SyncFeatureGenerator):
         check_name(self.name, "RollingFeatures")
         check_columns(self.columns, "RollingFeatures")
         check_windows(self.windows, "windows", "RollingFeatures")
-        bad = [s for s in self.stats if s not in STATS]
-        if bad or not self.stats:
-            raise ValueError(
-                f"RollingFeatures: stats must be some of {STATS!r}, got {self.stats!r}"
-            )
+        _check_stats(self.stats, "RollingFeatures")
 
     @override
     def generate(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -148,15 +161,7 @@ class RollingFeatures(SyncFeatureGenerator):
         inputs = numeric_columns(frame, self.columns, (self.entity, self.order), "RollingFeatures")
         exprs: list[pl.Expr] = []
         for column, window, stat in itertools.product(inputs, self.windows, self.stats):
-            col = pl.col(column).cast(pl.Float64)
-            if stat == "mean":
-                rolled = col.rolling_mean(window)
-            elif stat == "std":
-                rolled = col.rolling_std(window)
-            elif stat == "min":
-                rolled = col.rolling_min(window)
-            else:
-                rolled = col.rolling_max(window)
+            rolled = _rolled(pl.col(column).cast(pl.Float64), stat, window)
             expr = _windowed(rolled, self.entity, self.order)
             exprs.append(expr.alias(prefixed(self.name, f"{column}_{stat}_{window}")))
         return _select(frame, exprs)
@@ -218,3 +223,102 @@ class InteractionFeatures(SyncFeatureGenerator):
                 ratio = pl.when(b.abs() > self.epsilon).then(a / b).otherwise(None)
                 exprs.append(ratio.alias(prefixed(self.name, f"{left}_div_{right}")))
         return _select(frame, exprs)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class AutoregressiveFeatures(SyncFeatureGenerator):
+    """The target's own past: its lags and rolling statistics, strictly before each row.
+
+    For the *target* column ``y`` it makes, per entity in *order*, ``y_lag_n`` for each lag
+    ``n`` (the value ``n`` rows earlier) and ``y_s_w`` for each window ``w`` and statistic
+    ``s`` (the statistic over the ``w`` rows just before the current one: rows ``t - w`` to
+    ``t - 1``). No feature at a row depends on that row's target or on a later row's, so
+    they predict the target without leakage. Rows with fewer than ``n`` (or ``w``) earlier
+    rows in their entity are null.
+
+    The target never reaches the other generators: :func:`select_best_features` hands
+    them the frame without it. This class is the one exception: when its *target* is the
+    run's target, the runner hands it the frame with that column, since its features are
+    the target's past. (It is final, so no subclass can use the exception to read the
+    current row.) Outside the runner, ``generate`` works on any frame with *target* in it.
+
+    Within an entity, the *order* values must be unique: two rows at the same step would
+    each see the other's target, which is not the past. The command line turns this
+    generator on with ``--autoregressive``, and by itself for a file whose only numeric
+    column is the target (a price series, say).
+
+    Attributes:
+        target: the column whose past makes the features (numeric or boolean).
+        name: the prefix of the output columns.
+        lags: the lags, in rows.
+        windows: the window sizes, in rows.
+        stats: which of ``"mean"``, ``"std"``, ``"min"``, ``"max"`` to compute per window.
+        entity: the entity column; None means the whole frame is one entity.
+        order: the column ordering rows within an entity; None means row order.
+    """
+
+    target: str
+    name: str = "autoregressive"
+    lags: tuple[int, ...] = attrs.field(default=(1, 2, 3), converter=as_ints)
+    windows: tuple[int, ...] = attrs.field(default=(3, 7), converter=as_ints)
+    stats: tuple[Stat, ...] = attrs.field(default=STATS, converter=_as_stats)
+    entity: str | None = None
+    order: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        owner = "AutoregressiveFeatures"
+        check_name(self.name, owner)
+        if not isinstance(self.target, str) or not self.target:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"{owner}: target must be a column name (str), got {self.target!r}")
+        check_windows(self.lags, "lags", owner)
+        check_windows(self.windows, "windows", owner)
+        _check_stats(self.stats, owner)
+        for what, column in (("entity", self.entity), ("order", self.order)):
+            if column == self.target:
+                raise ValueError(f"{owner}: the {what} column cannot be the target {column!r}")
+
+    @override
+    def generate(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Compute the target's lags and rolling statistics (blocking; polars runs it
+        multi-threaded).
+
+        Raises:
+            ValueError: the target, entity or order column is missing, the target is not
+                numeric, or two rows of an entity share an order value.
+        """
+        owner = "AutoregressiveFeatures"
+        check_keys(frame, self.entity, self.order, owner)
+        if self.target not in frame.columns:
+            raise ValueError(f"{owner}: target column {self.target!r} is not in the frame")
+        dtype = frame.schema[self.target]
+        if not (dtype.is_numeric() or dtype == pl.Boolean):
+            raise ValueError(f"{owner}: target column {self.target!r} is {dtype}, not numeric")
+        self._check_steps(frame)
+        y = pl.col(self.target).cast(pl.Float64)
+        exprs = [
+            _windowed(y.shift(lag), self.entity, self.order).alias(
+                prefixed(self.name, f"{self.target}_lag_{lag}")
+            )
+            for lag in self.lags
+        ]
+        # shift(1) first: the window ending at t - 1, so row t's own value is never in it
+        past = y.shift(1)
+        for window, stat in itertools.product(self.windows, self.stats):
+            rolled = _windowed(_rolled(past, stat, window), self.entity, self.order)
+            exprs.append(rolled.alias(prefixed(self.name, f"{self.target}_{stat}_{window}")))
+        return frame.select(exprs)
+
+    def _check_steps(self, frame: pl.DataFrame) -> None:
+        if self.order is None:
+            return  # row order: every row is a step of its own
+        keys = [c for c in (self.entity, self.order) if c is not None]
+        clash = frame.select(pl.struct(keys).is_duplicated().alias("clash")).to_series()
+        if clash.any():
+            example = frame.filter(clash).row(0, named=True)
+            where = ", ".join(f"{key}={example[key]!r}" for key in keys)
+            raise ValueError(
+                f"AutoregressiveFeatures: {clash.sum()} rows share their step with another row "
+                f"of the same entity (e.g. {where}); the target's past needs one row per "
+                f"{self.order!r} value per entity"
+            )

@@ -18,6 +18,7 @@ from concur._calls import settings_var
 
 from ._common import raise_single
 from ._interfaces import FeatureGenerator, FeatureSelector, Selection, SyncFeatureGenerator
+from ._polars import AutoregressiveFeatures
 from ._report import GeneratorRun, Kind, SelectionReport
 
 __all__ = ["OnError", "select_best_features", "select_best_features_sync", "usable_cpus"]
@@ -51,6 +52,13 @@ def kind_of(generator: FeatureGenerator) -> Kind:
     ):
         return "thread"
     return "async"
+
+
+def reads_target(generator: FeatureGenerator, target: str) -> bool:
+    """Whether the runner hands *generator* the target column: only an
+    :class:`AutoregressiveFeatures` of the run's *target* (its features are the target's
+    strictly earlier values); every other generator gets the frame without it."""
+    return isinstance(generator, AutoregressiveFeatures) and generator.target == target
 
 
 def _check_arguments(
@@ -161,7 +169,9 @@ async def select_best_features(
 ) -> SelectionReport:
     """Run every generator concurrently on *frame*, then select the best *k* features.
 
-    The generators receive *frame* without the *target* column; sync ones
+    The generators receive *frame* without the *target* column (the one exception is an
+    :class:`AutoregressiveFeatures` whose ``target`` is *target*: it receives the column,
+    and uses only rows strictly before each row); sync ones
     (:class:`SyncFeatureGenerator`) run in worker threads, each on a clone of it, async
     ones as tasks on the event loop, all in one :class:`concur.TaskGroup`. Bare output
     columns are prefixed ``f"{name}__"``. The selector then runs on the union of the
@@ -325,17 +335,18 @@ async def _run(
     async def call(
         kind: Kind, generator: FeatureGenerator, thread_started: list[float]
     ) -> pl.DataFrame:
+        given = frame if reads_target(generator, target) else inputs
         if kind == "thread":
             # what SyncFeatureGenerator.agenerate does, plus the time the thread
             # really started (after waiting for a limiter token), for the timeline
             assert isinstance(generator, SyncFeatureGenerator)
-            stamp, out = await concur.to_thread(_timed(generator.generate), inputs)
+            stamp, out = await concur.to_thread(_timed(generator.generate), given)
             thread_started.append(stamp)
             return out
         if hops is None:
-            return await generator.agenerate(inputs.clone())
+            return await generator.agenerate(given.clone())
         with concur.scope(limiter=hops):
-            return await generator.agenerate(inputs.clone())
+            return await generator.agenerate(given.clone())
 
     # async generators first: their waits overlap the thread work from the start
     schedule = sorted(range(len(generators)), key=lambda i: kind_of(generators[i]) == "thread")

@@ -30,6 +30,7 @@ def test_public_objects_say_they_are_components() -> None:
 def test_built_in_components_are_frozen_final_attrs_classes_with_a_default_name() -> None:
     """Every built-in component is a frozen, slotted, final attrs class with a named default."""
     classes = [
+        components.AutoregressiveFeatures,
         components.LagFeatures,
         components.RollingFeatures,
         components.InteractionFeatures,
