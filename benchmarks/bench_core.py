@@ -57,6 +57,11 @@ def _trivial(frame: Any) -> int:
     return 1
 
 
+def _blocking(frame: Any) -> int:
+    time.sleep(0.005)  # a call that blocks 5 ms (I/O, a lock): 40 callers need 40 threads
+    return 1
+
+
 async def b1(backend: str, quick: bool) -> dict[str, Any]:
     import polars as pl
 
@@ -76,7 +81,7 @@ async def b1(backend: str, quick: bool) -> dict[str, Any]:
 
         return sample
 
-    def conc(run_one: Callable[[], Awaitable[Any]]) -> Variant:
+    def conc(run_one: Callable[[], Awaitable[Any]], per_caller: int = per_caller) -> Variant:
         async def caller() -> None:
             for _ in range(per_caller):
                 await run_one()
@@ -117,6 +122,16 @@ async def b1(backend: str, quick: bool) -> dict[str, Any]:
     with concur.scope(handoff="warn"):
         variants = {f"seq {k}": seq(v) for k, v in ops.items()}
         variants |= {f"40 callers {k}": conc(v) for k, v in ops.items()}
+        # the same 40 callers, each call blocking 5 ms: only 40 threads at once keep up
+        blocking = {
+            "concur.to_thread": lambda: concur.to_thread(_blocking, frame, limiter=limiter),
+            "anyio.to_thread": lambda: anyio.to_thread.run_sync(_blocking, frame, limiter=limiter),
+        }
+        if backend == "asyncio":
+            blocking["asyncio.to_thread"] = lambda: asyncio.to_thread(_blocking, frame)
+        variants |= {
+            f"40 callers 5ms {k}": conc(v, 4 if quick else 10) for k, v in blocking.items()
+        }
         samples = await interleave(variants, rounds=3 if quick else 5)
     pool.shutdown()
     return {k: summary(v, 1e6) for k, v in samples.items()}

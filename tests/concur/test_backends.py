@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import queue
+import random
 import threading
 
 import anyio
@@ -77,3 +80,55 @@ async def test_a_failure_in_the_thread_propagates_as_it_is(abandon: bool) -> Non
     with pytest.raises(KeyError, match="inner") as info:
         await concur.to_thread(fail, abandon_on_cancel=abandon)
     assert any(entry.name == "fail" for entry in info.traceback)
+
+
+# --- the pool's accounting (issue 9, bugs 1 and 2) ---------------------------------------------
+
+
+async def _warm_up(n: int) -> None:
+    """Run *n* thread calls at once, so that *n* idle workers wait for the next calls."""
+    barrier = threading.Barrier(n)
+    async with concur.TaskGroup(thread_limit=n) as tg:
+        for _ in range(n):
+            tg.spawn(barrier.wait, 10.0)
+
+
+@pytest.mark.parametrize("warm", [False, True])
+async def test_calls_spawned_in_one_iteration_each_get_a_thread(warm: bool) -> None:
+    """Four calls spawned together meet at a barrier: each has a thread of its own."""
+    if warm:
+        await _warm_up(1)  # one idle worker: every submit of one iteration used to see it
+    barrier = threading.Barrier(4)
+    async with concur.TaskGroup(thread_limit=4) as tg:
+        handles = [tg.spawn(barrier.wait, 10.0) for _ in range(4)]
+    assert sorted([h.return_value for h in handles]) == [0, 1, 2, 3]
+
+
+async def test_a_producer_and_a_consumer_thread_call_meet() -> None:
+    """A ``queue.get`` in one thread call is answered by a ``put`` in another."""
+    await _warm_up(1)
+    q: queue.Queue[int] = queue.Queue()
+    async with concur.TaskGroup(thread_limit=2) as tg:
+        got = tg.spawn(q.get, True, 10.0)
+        tg.spawn(q.put, 42)
+    assert got.return_value == 42
+
+
+async def test_no_call_is_lost_when_idle_workers_retire(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a 1 ms idle timeout, calls that keep landing as workers retire all complete."""
+    from concur._backends import _asyncio as fast
+
+    monkeypatch.setattr(fast, "IDLE_SECONDS", 0.001)
+    rng = random.Random(9)
+    for i in range(400):
+        # abandoning calls under a bound: a lost call fails the test instead of hanging it
+        with anyio.fail_after(5):
+            assert await concur.to_thread(int, i, abandon_on_cancel=True) == i
+        # let a worker time out, so that the next call lands in its retirement window
+        await anyio.sleep(rng.uniform(0.0005, 0.0015))
+        if i % 40 == 0:
+            with anyio.fail_after(5):
+                jobs = [functools.partial(int, j) for j in range(4)]
+                assert await concur.gather(*jobs) == [0, 1, 2, 3]

@@ -64,8 +64,31 @@ logger: Final = logging.getLogger("concur")
 JOIN_SECONDS: Final = 1.0
 """How long the end of an event-loop run waits for busy (abandoned) workers to end."""
 
-IDLE_SECONDS: Final = 10.0
+IDLE_SECONDS = 10.0
 """An idle worker ends after this long without work (anyio's figure too)."""
+
+
+# The pool's accounting, correct by construction. Let W be the number of workers that are
+# waiting for work (blocked in ``queue.get``, about to call it, or deciding whether to
+# retire after its timeout) and Q the number of jobs in the queue. Under ``lock``:
+#
+#     idle == W - Q >= 0
+#
+# - submit: if ``idle > 0`` a waiting worker is free to take this job: ``idle -= 1`` and
+#   the job is queued (Q + 1). Otherwise a new thread is started for it (W + 1) and the job
+#   queued (Q + 1): idle is unchanged. Both happen under the lock, so two submits in one
+#   loop iteration never count the same free worker twice (the first wave's bug 1).
+# - a worker takes a job: W - 1 and Q - 1 at once, idle unchanged; it needs no lock.
+# - a worker has finished a job: W + 1, so ``idle += 1`` (before the caller is told, so a
+#   call made in reaction to the result finds this worker free).
+# - a worker's wait times out: it retires only if ``idle > 0`` (then W - 1: W >= Q still);
+#   with ``idle == 0`` every waiting worker, itself included, is owed to a queued job, so
+#   it waits again instead (the first wave's bug 2: it retired with a job queued).
+#
+# Since W >= Q always holds and a waiting worker only ever leaves W by taking a job or by
+# retiring while W > Q, every queued job is taken by some worker: no call is lost, and no
+# call waits while a thread the limiter allows could run it. Stop markers (``None``) are
+# queued only by ``shutdown``, after the loop's run has ended and no job can be submitted.
 
 
 @final
@@ -78,20 +101,22 @@ class _Pool:
         self.loop = loop
         self.queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
-        self.idle = 0
+        self.idle = 0  # W - Q: waiting workers not owed to a queued job (see above)
         self.serial = 0
         self.threads: set[threading.Thread] = set()
 
     def submit(self, job: _Job) -> None:
-        self.queue.put(job)
-        if self.idle <= 0:
-            with self.lock:
+        with self.lock:
+            if self.idle > 0:
+                self.idle -= 1
+            else:
                 self.serial += 1
                 thread = threading.Thread(
                     target=self._serve, name=f"concur worker {self.serial}", daemon=True
                 )
+                thread.start()  # raises before anything is counted or queued
                 self.threads.add(thread)
-            thread.start()
+            self.queue.put(job)
 
     def shutdown(self, *_: object) -> None:
         """End every idle worker; the loop is finishing.
@@ -109,20 +134,18 @@ class _Pool:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _wait_for_work(self) -> _Job | None:
-        # The worker counts itself idle before it reports a result, so the loop never
-        # starts a new thread for a call that a finishing worker is about to take.
-        try:
-            return self.queue.get(timeout=IDLE_SECONDS)
-        except queue.Empty:
-            return None
-        finally:
-            with self.lock:
-                self.idle -= 1
+        while True:
+            try:
+                return self.queue.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self.lock:
+                    if self.idle > 0:
+                        self.idle -= 1
+                        return None
+                # idle == 0: a job is queued (or about to be) that counts on this worker
 
     def _serve(self) -> None:
         loop = self.loop
-        with self.lock:
-            self.idle += 1
         try:
             with claim_worker_thread(AsyncIOBackend, loop):
                 while True:
