@@ -2,6 +2,7 @@
 
 Progress and notices go to stderr; the result goes to stdout (a table, or exactly one JSON
 document with ``--format json``). Errors print one line on stderr and exit with code 2.
+``concur --version`` prints the installed version.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -52,6 +54,15 @@ def _seed(text: str) -> int:
     return value
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("concur")
+    except PackageNotFoundError:  # pragma: no cover (run from a source tree, not installed)
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``concur`` command."""
     from ._data import DEFAULT_ROWS
@@ -59,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Structured concurrency for data components."
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     features = commands.add_parser(
         "features",
@@ -92,10 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--entity", metavar="COL", help="the entity column of PATH")
     features.add_argument("--order", metavar="COL", help="the column ordering rows of PATH")
     features.add_argument(
+        "--autoregressive",
+        action="store_true",
+        help="also make features from the target's own past (lags and rolling statistics "
+        "of strictly earlier rows, per entity); on by itself when PATH has no numeric "
+        "column besides the target",
+    )
+    features.add_argument(
         "--rows",
         type=_positive_int,
         default=DEFAULT_ROWS,
-        help=f"rows of the built-in data set (default {DEFAULT_ROWS:,})",
+        help=f"rows of the built-in data set (default {DEFAULT_ROWS:,}; the benchmarks use "
+        "1,000,000)",
     )
     features.add_argument("--seed", type=_seed, default=0, help="seed of the built-in data set")
     return parser
@@ -113,36 +133,112 @@ def _read(path_text: str) -> pl.DataFrame:
     if suffix not in (".parquet", ".pq", ".csv"):
         raise CLIError(f"cannot read {path_text}: expected a .parquet or .csv file")
     try:
-        if suffix == ".csv":
+        if suffix != ".csv":
+            return pl.read_parquet(path)
+        try:
             return pl.read_csv(path)
-        return pl.read_parquet(path)
+        except pl.exceptions.ComputeError:
+            # polars infers the column types from the first 100 rows: a column of whole
+            # numbers with a decimal further down fails; infer from every row instead
+            return pl.read_csv(path, infer_schema_length=None)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CLIError(f"cannot read {path_text}: {reason}") from None
+        raise CLIError(f"cannot read {path_text}: {_one_line(exc)}") from None
 
 
-def _check_columns(frame: pl.DataFrame, args: argparse.Namespace, source: str) -> None:
+def _one_line(exc: BaseException) -> str:
+    """A reader's error on one line: its first paragraph, and polars' original error.
+
+    polars' CSV errors run over many lines (hints for its Python API), and quote the bad
+    field in backticks, newline included; whitespace is folded so the line stays whole.
+    """
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    parts = [re.split(r"\n\s*\n", text, maxsplit=1)[0]]
+    original = re.search(r"Original error:\s*```(.*?)```", text, flags=re.DOTALL)
+    if original is not None:
+        parts.append(": ".join(re.split(r"\n\s*\n", original.group(1).strip())))
+    line = " ".join("; ".join(parts).split())
+    line = re.sub(r"`([^`]*)`", lambda quoted: f"`{quoted.group(1).strip()}`", line)
+    if line.count("`") % 2:  # a quote cut in two: drop the quote marks, keep the text
+        line = line.replace("`", "")
+    return line
+
+
+def _check_columns(frame: pl.DataFrame, args: argparse.Namespace, source: str) -> bool:
+    """Check the target, entity and order columns; whether there are feature columns.
+
+    Raises:
+        CLIError: nothing can be selected from *frame* for the target (a one-line reason).
+    """
     target: str = args.target
+    if frame.height == 0:
+        header = " a header but" if source.lower().endswith(".csv") else ""
+        raise CLIError(f"{source} has{header} no rows: there is nothing to select from")
     if target not in frame.columns:
         raise CLIError(f"--target {target}: no column {target!r} in {source}")
-    dtype = frame.schema[target]
-    if not dtype.is_numeric() and not dtype.is_(_boolean()):  # a Decimal target is numeric
-        raise CLIError(f"--target {target}: the target column must be numeric, it is {dtype}")
+    column = frame.get_column(target)
+    if column.null_count() == column.len():
+        raise CLIError(
+            f"--target {target}: the target column is empty (no value in any of the "
+            f"{frame.height:,} rows of {source})"
+        )
+    dtype = column.dtype
+    if not dtype.is_numeric() and dtype != _boolean():  # a Decimal target is numeric
+        raise CLIError(
+            f"--target {target}: the target column must be numeric, it is {dtype}"
+            f"{_first_non_number(column)}"
+        )
     for option in ("entity", "order"):
-        column: str | None = getattr(args, option)
-        if column is not None and column not in frame.columns:
-            raise CLIError(f"--{option} {column}: no column {column!r} in {source}")
-        if column is not None and column == target:
-            raise CLIError(f"--{option} {column}: the {option} column cannot be the target")
+        key: str | None = getattr(args, option)
+        if key is not None and key not in frame.columns:
+            raise CLIError(f"--{option} {key}: no column {key!r} in {source}")
+        if key is not None and key == target:
+            raise CLIError(f"--{option} {key}: the {option} column cannot be the target")
+    _check_target_varies(column, source)
     # the generators' inputs: the numeric columns other than target, entity and order
     keys = {target, args.entity, args.order}
-    if not any(
+    return any(
         name not in keys and dtype.is_numeric() and not dtype.is_decimal()
         for name, dtype in frame.schema.items()
-    ):
+    )
+
+
+def _first_non_number(column: pl.Series) -> str:
+    """`` (first non-numeric value: 'x', data row 3)`` for a text column, else ''."""
+    import polars as pl
+
+    if column.dtype != pl.String:
+        return ""
+    bad = column.is_not_null() & column.cast(pl.Float64, strict=False).is_null()
+    if not bad.any():  # pragma: no cover (a String column polars could not read as numbers)
+        return ""
+    row = int(bad.arg_true()[0])
+    return f" (first non-numeric value: {column[row]!r}, data row {row + 1})"
+
+
+def _check_target_varies(column: pl.Series, source: str) -> None:
+    """Raise unless the target has two different values: a score needs variation."""
+    values = column.drop_nulls()
+    if values.dtype.is_float():
+        values = values.filter(values.is_finite())  # the selectors count NaN/inf as missing
+    name = column.name
+    if column.len() == 1:
         raise CLIError(
-            f"no numeric feature columns in {source} besides the target, entity and order "
-            f"columns (columns: {', '.join(frame.columns)})"
+            f"{source} has only 1 row: a feature is chosen by how it varies with the target "
+            "from row to row, which needs at least 2 rows"
+        )
+    if values.len() < 2:
+        raise CLIError(
+            f"--target {name}: only {values.len()} of the {column.len():,} rows of {source} "
+            "has a usable target value (not null, NaN or infinite); selecting features "
+            "needs at least 2"
+        )
+    if values.min() == values.max():
+        raise CLIError(
+            f"--target {name}: the target is constant ({values[0]} in all {values.len():,} "
+            "rows that have a value): no feature can explain a column that does not vary, "
+            "so nothing can be selected"
         )
 
 
@@ -152,7 +248,8 @@ def _boolean() -> Any:
     return pl.Boolean
 
 
-def _load(args: argparse.Namespace, notice: Any) -> tuple[pl.DataFrame, str]:
+def _load(args: argparse.Namespace, notice: Callable[[str], None]) -> tuple[pl.DataFrame, bool]:
+    """The input frame, and whether it has feature columns besides target/entity/order."""
     if args.path is None:
         from ._data import TARGET, make_dataset
 
@@ -171,24 +268,45 @@ def _load(args: argparse.Namespace, notice: Any) -> tuple[pl.DataFrame, str]:
             raise CLIError("--target COL is required with PATH")
         frame = _read(args.path)
         source = args.path
-    _check_columns(frame, args, source)
-    return frame, source
+    has_features = _check_columns(frame, args, source)
+    if not has_features:
+        keyless = args.entity is None and args.order is None
+        notice(
+            f"no numeric feature columns in {source} besides the target, entity and order "
+            f"columns: using the target's own past instead (its lags and rolling statistics "
+            f"over earlier rows, {_series(args)})"
+            + ("; give --entity and --order for one series per entity" if keyless else "")
+        )
+    return frame, has_features
+
+
+def _series(args: argparse.Namespace) -> str:
+    """How the rows make series: ``one series per 'symbol', in 'month' order``."""
+    per = "" if args.entity is None else f" per {args.entity!r},"
+    order = "file order" if args.order is None else f"{args.order!r} order"
+    return f"one series{per} in {order}"
 
 
 def _components(
-    args: argparse.Namespace,
+    args: argparse.Namespace, has_features: bool
 ) -> tuple[list[FeatureGenerator], FeatureSelector]:
+    """The generators and the selector: the four defaults, plus the target's own past
+    with ``--autoregressive``; only the target's past when there are no feature columns."""
     from ._duckdb import SQLWindowFeatures
-    from ._polars import InteractionFeatures, LagFeatures, RollingFeatures
+    from ._polars import AutoregressiveFeatures, InteractionFeatures, LagFeatures, RollingFeatures
     from ._selectors import CorrelationSelector, MutualInformationSelector
 
     keys = {"entity": args.entity, "order": args.order}
-    generators: list[FeatureGenerator] = [
-        LagFeatures(**keys),
-        RollingFeatures(**keys),
-        InteractionFeatures(**keys),
-        SQLWindowFeatures(**keys),
-    ]
+    generators: list[FeatureGenerator] = []
+    if has_features:
+        generators += [
+            LagFeatures(**keys),
+            RollingFeatures(**keys),
+            InteractionFeatures(**keys),
+            SQLWindowFeatures(**keys),
+        ]
+    if args.autoregressive or not has_features:
+        generators.append(AutoregressiveFeatures(target=args.target, **keys))
     selector: FeatureSelector = (
         CorrelationSelector() if args.selector == "correlation" else MutualInformationSelector()
     )
@@ -253,17 +371,22 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _features(args: argparse.Namespace) -> int:
+def run_job(
+    args: argparse.Namespace, notice: Callable[[str], None]
+) -> tuple[pl.DataFrame, SelectionReport]:
+    """The main job of ``concur features``: load, generate, select; its input and report.
+
+    *args* come from :func:`build_parser`; *notice* receives the notices for stderr.
+    Blocks until done (it runs its own event loop). ``benchmarks/bench_memory.py`` measures
+    this function.
+
+    Raises:
+        CLIError: the input cannot be used, or the run failed (a one-line reason).
+    """
     import anyio
-    from rich.console import Console
 
-    stderr = Console(stderr=True, highlight=False)
-
-    def notice(text: str) -> None:
-        stderr.print(f"{PROG} features: {text}", markup=False, soft_wrap=True)
-
-    frame, _ = _load(args, notice)
-    generators, selector = _components(args)
+    frame, has_features = _load(args, notice)
+    generators, selector = _components(args, has_features)
     try:
         report = anyio.run(
             functools.partial(_run, frame, args, generators, selector), backend=args.backend
@@ -275,11 +398,38 @@ def _features(args: argparse.Namespace) -> int:
             close = getattr(generator, "close", None)
             if close is not None:
                 close()
+    return frame, report
+
+
+def _features(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    stderr = Console(stderr=True, highlight=False)
+
+    def notice(text: str) -> None:
+        stderr.print(f"{PROG} features: {text}", markup=False, soft_wrap=True)
+
+    _, report = run_job(args, notice)
     if args.format == "json":
         sys.stdout.write(json.dumps(report.as_dict()) + "\n")
     else:
         Console(highlight=False).print(report)
+    if not report.selection.names:
+        notice(_why_nothing(report, args.target))
     return 0
+
+
+def _why_nothing(report: SelectionReport, target: str) -> str:
+    """The notice for an empty selection: what the candidates lacked."""
+    candidates = sum(run.columns for run in report.generators)
+    if candidates == 0:
+        return "nothing selected: the generators made no candidate features"
+    return (
+        f"nothing selected: none of the {candidates} candidate features scored above the "
+        f"selector's minimum for {target!r}; a score needs rows where both the feature and "
+        "the target have values and vary together (lags and rolling windows are empty in "
+        "each series' first rows)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

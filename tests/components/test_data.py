@@ -8,9 +8,10 @@ import pytest
 from components import DEFAULT_ROWS, PLANTED_FEATURES, TARGET, make_dataset
 
 
-def test_default_size_is_at_least_a_million_rows() -> None:
-    """The command line's built-in data set has at least 1,000,000 rows."""
-    assert DEFAULT_ROWS >= 1_000_000
+def test_default_size_is_the_stated_quick_start_size() -> None:
+    """The built-in data set has 100,000 rows by default (the quick start's stated size)."""
+    assert DEFAULT_ROWS == 100_000
+    assert make_dataset().height == DEFAULT_ROWS
 
 
 def test_dataset_has_entity_order_noise_and_target_columns() -> None:

@@ -130,12 +130,24 @@ def _error_line(*args: str) -> str:
 
 
 def test_a_file_whose_only_numeric_column_is_the_target(tmp_path: Path) -> None:
-    """A file with no numeric candidate column besides target/entity/order is an error."""
+    """A file with no numeric column besides target/entity/order uses the target's past.
+
+    (It was an error until issue 10; tests/components/test_cli_edges.py covers the rest.)
+    """
     path = tmp_path / "only_target.csv"
     pl.DataFrame({"name": ["a", "b", "c"], "e": [1, 2, 1], "y": [1.0, 2.0, 3.0]}).write_csv(path)
-    line = _error_line(str(path), "--target", "y", "--entity", "e", "--format", "json")
-    assert line.startswith("concur features: error: ")
-    assert "no numeric feature columns" in line
+    result = subprocess.run(
+        [*_script(), "features", str(path), "--target", "y", "--entity", "e", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no numeric feature columns" in result.stderr
+    assert "using the target's own past" in result.stderr
+    generators = json.loads(result.stdout)["generators"]
+    assert [g["name"] for g in generators] == ["autoregressive"]
 
 
 def test_markup_in_a_column_name_prints_the_table(tmp_path: Path) -> None:
