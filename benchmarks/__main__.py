@@ -145,8 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.core_only:
         _run_module("benchmarks.bench_map", None, args.quick)  # both backends, one process each
         for backend in BACKENDS:
-            rounds = () if args.quick else ("--rounds", "4")
+            # 1,000,000 rows, as before the command line's default fell to 100,000 (issue 10)
+            rounds = () if args.quick else ("--rounds", "4", "--rows", "1000000")
             _run_module("benchmarks.bench_features", backend, args.quick, *rounds)
+        _run_module("benchmarks.bench_memory", None, args.quick)
     print("\nBudgets (ratios of medians from the same run)")
     for backend, label, value, limit, ok in budget:
         mark = "ok  " if ok else "OVER"
