@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
 
+import concur
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -115,14 +117,5 @@ def prefixed(name: str, column: str) -> str:
 
 
 def raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
-    """Raise the one exception of *group* bare if it holds exactly one, else the group.
-
-    The project's error rule for call-like helpers: one real failure (the siblings were
-    only cancelled) propagates as itself; two or more independent ones as the group.
-    """
-    while len(group.exceptions) == 1:
-        inner = group.exceptions[0]
-        if not isinstance(inner, BaseExceptionGroup):
-            raise inner
-        group = inner  # pyright: ignore[reportUnknownVariableType]
-    raise group
+    """Raise what concur's error rule makes of *group* (see :func:`concur.collapse`)."""
+    raise concur.collapse(group)

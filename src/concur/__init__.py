@@ -27,6 +27,7 @@ from ._calls import to_thread as to_thread
 from ._errors import ConcurError as ConcurError
 from ._errors import UnsafeHandoffError as UnsafeHandoffError
 from ._errors import UnsafeHandoffWarning as UnsafeHandoffWarning
+from ._groups import collapse as collapse
 from ._interop import asyncify as asyncify
 from ._interop import from_thread as from_thread
 from ._interop import run as run
@@ -64,6 +65,7 @@ __all__ = (
     "asyncify",
     "call",
     "check_cancelled",
+    "collapse",
     "create_memory_object_stream",
     "fail_after",
     "first_success",

@@ -22,13 +22,13 @@ from types import TracebackType
 from typing import Any, Final, Generic, Literal, NoReturn, TypeVar, cast, final, overload
 
 import anyio
-import anyio.abc
 import anyio.lowlevel
 
 from ._calls import call, is_async_callable, settings_var, to_thread
+from ._groups import CallGroup
 from ._ratelimit import RateLimiter, check_rate
 
-__all__ = ["ListMap", "Source", "amap", "check_fn", "check_limit", "lone_failure", "map_async"]
+__all__ = ["ListMap", "Source", "amap", "check_fn", "check_limit", "map_async"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -86,14 +86,6 @@ def _check_map_args(
         check_rate(max_per_second, burst)
     elif isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
         check_rate(1, burst)
-
-
-def lone_failure(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one real failure of a task group's *group*, if it holds exactly one."""
-    excs = group.exceptions
-    if len(excs) == 1 and not isinstance(excs[0], anyio.get_cancelled_exc_class()):
-        return excs[0]
-    return None
 
 
 # --- the engine -----------------------------------------------------------------------------
@@ -241,30 +233,20 @@ class ListMap(Generic[T, R]):
         self._ordered = ordered
         self._results: list[Any] = []
         self._workers = 1
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._tg: CallGroup | None = None
 
     async def run(self) -> list[R]:
-        exc: BaseException | None
         try:
-            async with anyio.create_task_group() as tg:
+            async with CallGroup() as tg:
                 self._tg = tg
                 self._workers = max(1, min(self._limit, self._source.hint))
                 for _ in range(self._workers - 1):
                     tg.start_soon(self._worker)
                 await self._worker()  # the host is a worker too
-        except BaseExceptionGroup as group:
-            exc = lone_failure(group)
-            if exc is None:
-                raise
-        else:
-            return cast("list[R]", self._results)
         finally:
             self._tg = None
             await self._source.aclose()
-        try:
-            raise exc
-        finally:
-            del exc
+        return cast("list[R]", self._results)
 
     async def _worker(self) -> None:
         source = self._source
@@ -292,7 +274,7 @@ class ListMap(Generic[T, R]):
                 item = got
             if self._workers < self._limit:
                 self._workers += 1
-                cast(anyio.abc.TaskGroup, self._tg).start_soon(self._worker)
+                cast(CallGroup, self._tg).start_soon(self._worker)
             i = len(results)
             if ordered:
                 results.append(None)
@@ -417,7 +399,7 @@ class _Results(Generic[T, R]):
         self,
         run: Callable[[T], Awaitable[R]],
         source: Source[T],
-        tg: anyio.abc.TaskGroup,
+        tg: CallGroup,
         limit: int,
         buffer: int,
         ordered: bool,
@@ -647,7 +629,7 @@ class amap(Generic[T, R]):
         self._rate = max_per_second, burst
         self._ordered = ordered
         self._buffer = buffer
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._tg: CallGroup | None = None
         self._results: _Results[T, R] | None = None
 
     def __await__(self) -> NoReturn:
@@ -664,7 +646,7 @@ class amap(Generic[T, R]):
         rate = None if per_second is None else RateLimiter(per_second, burst)
         run, slot = _runner(self._fn)
         source = Source(self._items, rate, slot)
-        tg = anyio.create_task_group()
+        tg = CallGroup()
         await tg.__aenter__()
         self._tg = tg
         results = self._results = _Results(
@@ -682,20 +664,8 @@ class amap(Generic[T, R]):
         tg, results = self._tg, self._results
         assert tg is not None and results is not None
         tg.cancel_scope.cancel()
-        exc: BaseException | None
         try:
             return await tg.__aexit__(exc_type, exc_val, exc_tb)
-        except BaseExceptionGroup as group:
-            exc = lone_failure(group)
-            if exc is None:
-                raise
         finally:
             results.close()
             await results.source.aclose()
-        try:
-            if exc is not exc_val and isinstance(exc_val, anyio.get_cancelled_exc_class()):
-                # the body was only cancelled by fail-fast: do not show it as the context
-                raise exc from exc.__cause__
-            raise exc
-        finally:
-            del exc

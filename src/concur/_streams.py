@@ -21,11 +21,11 @@ from types import TracebackType
 from typing import Any, Final, Generic, Self, TypeVar, cast, final, overload
 
 import anyio
-import anyio.abc
 import anyio.lowlevel
 
 from ._calls import is_async_callable
-from ._map import amap, check_fn, check_limit, lone_failure
+from ._groups import CallGroup
+from ._map import amap, check_fn, check_limit
 from ._ratelimit import RateLimiter, check_rate
 
 __all__ = [
@@ -433,7 +433,7 @@ class _TaskOperator(Generic[T]):
 
     def __init__(self) -> None:
         self._pumps: list[_Pump[Any]] = []
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._tg: CallGroup | None = None
         self._channel: _Channel[Any] | None = None
         self._entered = False
 
@@ -464,7 +464,7 @@ class _TaskOperator(Generic[T]):
             for pump in self._pumps:
                 await pump.close()
             raise
-        tg = anyio.create_task_group()
+        tg = CallGroup()
         await tg.__aenter__()
         self._tg = tg
         for pump in self._pumps:
@@ -480,22 +480,11 @@ class _TaskOperator(Generic[T]):
         tg = self._tg
         assert tg is not None
         tg.cancel_scope.cancel()  # the pumps close their sources as they stop
-        exc: BaseException | None
         try:
             return await tg.__aexit__(exc_type, exc_val, exc_tb)
-        except BaseExceptionGroup as group:
-            exc = lone_failure(group)
-            if exc is None:
-                raise
         finally:
             for pump in self._pumps:
                 await pump.close()  # the sources of pumps that never started
-        try:
-            if exc is not exc_val and isinstance(exc_val, anyio.get_cancelled_exc_class()):
-                raise exc from exc.__cause__
-            raise exc
-        finally:
-            del exc
 
 
 @final

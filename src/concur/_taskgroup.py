@@ -21,6 +21,7 @@ from ._calls import (
     is_async_callable,
     settings_var,
 )
+from ._groups import guard_coro, is_cancellation
 from ._handoff import Policy
 
 __all__ = ["TaskGroup"]
@@ -58,6 +59,7 @@ class TaskGroup:
     """
 
     __slots__ = (
+        "_interrupts",
         "_name",
         "_options",
         "_settings",
@@ -90,6 +92,7 @@ class TaskGroup:
         self._spawn_timeout: float | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._token: Token[Settings] | None = None
+        self._interrupts: list[BaseException] = []
 
     @property
     def name(self) -> str | None:
@@ -136,7 +139,22 @@ class TaskGroup:
             with contextlib.suppress(ValueError):
                 settings_var.reset(self._token)
             self._token = None
-        return await tg.__aexit__(exc_type, exc, tb)
+        try:
+            suppress = await tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            if not self._interrupts:
+                raise
+            others = [e for e in group.exceptions if not is_cancellation(e)]
+            raise BaseExceptionGroup(group.message, [*self._interrupts, *others]) from None
+        if self._interrupts:
+            # a task's KeyboardInterrupt or SystemExit, caught in the task so that it cannot
+            # escape an asyncio event loop; raised in a group, as anyio and trio do
+            raise BaseExceptionGroup("unhandled errors in a TaskGroup", self._interrupts)
+        return suppress
+
+    def _interrupted(self, exc: BaseException) -> None:
+        self._interrupts.append(exc)
+        self._active().cancel_scope.cancel()
 
     def _active(self) -> anyio.abc.TaskGroup:
         if self._tg is None:
@@ -204,7 +222,15 @@ class TaskGroup:
             check_callable(fn, "spawn")
             settings = cast(Settings, self._settings)
             coro = _thread_task(cast("Callable[..., T]", fn), args, settings, timeout)
-        return tg.create_task(coro, name=self._task_name(fn, name), context=self._context())
+        task_name = self._task_name(fn, name)
+        if task_name is None:
+            task_name = _coro_name(coro)  # anyio would name the task after the guard
+        guarded = guard_coro(coro, self._interrupted)
+        try:
+            return tg.create_task(guarded, name=task_name, context=self._context())
+        except BaseException:
+            coro.close()  # anyio closed the guard, which never started: close this too
+            raise
 
     async def start(
         self,
@@ -240,6 +266,14 @@ class TaskGroup:
     def cancel(self) -> None:
         """Cancel every task of the group, and the body (as ``cancel_scope.cancel()``)."""
         self._active().cancel_scope.cancel()
+
+
+def _coro_name(coro: Coroutine[Any, Any, Any]) -> str:
+    # as anyio names a task after its coroutine
+    frame = coro.cr_frame if isinstance(coro, CoroutineType) else None
+    module = frame.f_globals.get("__name__") if frame is not None else None
+    qualname = getattr(coro, "__qualname__", None)
+    return ".".join(str(part) for part in (module, qualname) if part)
 
 
 def _is_coroutine(obj: object) -> TypeGuard[Coroutine[Any, Any, Any]]:

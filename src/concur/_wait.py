@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast, final
 
 import anyio
-import anyio.abc
 import attrs
 
 from ._calls import call, check_timeout, settings_var
+from ._groups import CallGroup, first_interrupt
 from ._map import ListMap, Source, check_limit
 
 __all__ = ["Err", "Ok", "Outcome", "first_success", "gather", "gather_settled", "race"]
@@ -109,6 +109,16 @@ async def _settle(job: Job[T]) -> Outcome[T]:
         return Ok(await _invoke(job))
     except Exception as exc:
         return Err(exc)
+    except BaseExceptionGroup as group:
+        # It holds a cancellation or an interrupt, which come from outside the job: the
+        # caller is being cancelled (its outcomes are dropped) or interrupted.
+        interrupt = first_interrupt(group)
+        if interrupt is not None:
+            raise interrupt from None
+        _, rest = group.split(Exception)
+        if rest is None:  # pragma: no cover - a group of Exceptions is an Exception
+            raise
+        raise rest from None
 
 
 # --- gather, gather_settled, race, first_success ---------------------------------------------
@@ -243,7 +253,7 @@ async def race(
     outcome: list[Outcome[T]] = []
     it = iter(jobs)
 
-    async def runner(tg: anyio.abc.TaskGroup) -> None:
+    async def runner(tg: CallGroup) -> None:
         job = next(it)
         try:
             value = await _invoke(job)
@@ -258,7 +268,7 @@ async def race(
 
     try:
         with anyio.move_on_after(timeout) as scope:
-            async with anyio.create_task_group() as tg:
+            async with CallGroup() as tg:
                 for _ in jobs:
                     tg.start_soon(runner, tg)
     finally:
@@ -300,7 +310,7 @@ async def first_success(
     winner: list[T] = []
     it = iter(enumerate(jobs))
 
-    async def runner(tg: anyio.abc.TaskGroup) -> None:
+    async def runner(tg: CallGroup) -> None:
         i, job = next(it)
         try:
             value = await _invoke(job)
@@ -313,7 +323,7 @@ async def first_success(
 
     try:
         with anyio.move_on_after(timeout) as scope:
-            async with anyio.create_task_group() as tg:
+            async with CallGroup() as tg:
                 for _ in jobs:
                     tg.start_soon(runner, tg)
     finally:

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from wait_helpers import InFlight, assert_rate
+from wait_helpers import InFlight, Marker, assert_rate, cancel_then_fail, outcome_of
 
 from concur import streams
 
@@ -395,3 +395,54 @@ async def test_trio_nursery_is_not_corrupted_by_early_exit() -> None:
         with trio.move_on_after(0.001) as scope:
             await trio.sleep_forever()
         assert scope.cancelled_caught
+
+
+# --- the error rule at its edges (issue 9) ------------------------------------------------------
+
+
+async def test_merge_lone_failure_meeting_an_outside_cancellation_is_bare() -> None:
+    """A source that fails as the enclosing scope is cancelled escapes merge bare."""
+
+    async def failing() -> AsyncIterator[int]:
+        await cancel_then_fail(scope)
+        yield 1  # pragma: no cover
+
+    async def endless() -> AsyncIterator[int]:
+        await anyio.sleep_forever()
+        yield 1  # pragma: no cover
+
+    async def consume() -> None:
+        async with streams.merge(failing(), endless()) as items:
+            async for _ in items:
+                pass
+
+    with pytest.raises(Marker):
+        with anyio.CancelScope() as scope:
+            await consume()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_in_a_merged_source_reaches_the_caller_bare(
+    kind: type[BaseException], backend: str
+) -> None:
+    """A source's KeyboardInterrupt or SystemExit ends merge and is raised bare."""
+    other = Source(None)
+
+    async def interrupting() -> AsyncIterator[int]:
+        yield 0
+        raise kind()
+
+    async def main() -> BaseException | None:
+        try:
+            async with streams.merge(interrupting(), other.gen()) as items:
+                async for _ in items:
+                    pass
+        except kind as exc:
+            return exc
+        return None
+
+    where, exc = outcome_of(main, backend)
+    assert where == "caught"
+    assert type(exc) is kind
+    assert other.closed

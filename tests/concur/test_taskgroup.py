@@ -10,8 +10,10 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 from concur_helpers import DISCOVERY, check_colour, fetch, returns_coroutine, wait_thread_event
+from wait_helpers import outcome_of
 
 import concur
 
@@ -424,3 +426,47 @@ async def test_infinite_timeout_lifts_an_enclosing_scope_timeout() -> None:
             handle = tg.spawn(waits)
             tg.spawn(releaser)
     assert await handle == "done"
+
+
+# --- KeyboardInterrupt and SystemExit in a task (issue 9, bug 4) --------------------------------
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_in_a_task_reaches_the_caller_in_a_group(
+    kind: type[BaseException], backend: str
+) -> None:
+    """A task's interrupt cancels its siblings and leaves the group in a BaseExceptionGroup."""
+    sibling_cancelled = []
+
+    async def interrupting() -> None:
+        await anyio.lowlevel.checkpoint()
+        raise kind()
+
+    async def sibling() -> None:
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            sibling_cancelled.append(True)
+            raise
+
+    async def main() -> tuple[BaseException | None, bool]:
+        handle = None
+        try:
+            async with concur.TaskGroup() as tg:
+                handle = tg.spawn(interrupting)
+                tg.spawn(sibling)
+        except BaseExceptionGroup as group:
+            assert handle is not None
+            with pytest.raises(anyio.TaskCancelled):
+                await handle
+            return group, True
+        return None, False
+
+    where, caught = outcome_of(main, backend)
+    assert where == "caught"
+    assert isinstance(caught, tuple)
+    group, _ = caught
+    assert isinstance(group, BaseExceptionGroup)
+    assert [type(e) for e in group.exceptions] == [kind]
+    assert sibling_cancelled == [True]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import gc
 import inspect
+import subprocess
+import sys
 import threading
 import traceback
 from collections.abc import AsyncIterator, Iterator
@@ -13,7 +15,16 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from wait_helpers import InFlight, assert_rate, fail, value
+from wait_helpers import (
+    InFlight,
+    Marker,
+    assert_rate,
+    cancel_then_fail,
+    fail,
+    fail_when_cancelled,
+    outcome_of,
+    value,
+)
 
 import concur
 
@@ -770,3 +781,188 @@ async def test_amap_flat_memory_bookkeeping() -> None:
             internal = results._ready  # type: ignore[attr-defined]
             assert len(internal) <= 12
     assert count == 5000
+
+
+# --- the error rule at its edges (issue 9, bugs 3 and 4) ---------------------------------------
+
+
+async def test_gather_lone_failure_meeting_an_outside_cancellation_is_bare() -> None:
+    """A job that fails as the enclosing scope is cancelled escapes gather bare."""
+    with pytest.raises(Marker):
+        with anyio.CancelScope() as scope:
+            await concur.gather(functools.partial(cancel_then_fail, scope), anyio.sleep_forever)
+
+
+async def test_map_async_lone_failure_meeting_an_outside_cancellation_is_bare() -> None:
+    """The same for map_async: one real failure plus cancellations is that failure."""
+
+    async def job(i: int) -> None:
+        if i == 0:
+            await cancel_then_fail(scope)
+        await anyio.sleep_forever()
+
+    with pytest.raises(Marker):
+        with anyio.CancelScope() as scope:
+            await concur.map_async(job, range(3))
+
+
+async def test_amap_lone_failure_meeting_an_outside_cancellation_is_bare() -> None:
+    """The same for an amap block."""
+
+    async def job(i: int) -> None:
+        if i == 0:
+            await cancel_then_fail(scope)
+        await anyio.sleep_forever()
+
+    async def consume() -> None:
+        async with concur.amap(job, range(3)) as results:
+            async for _ in results:
+                pass
+
+    with pytest.raises(Marker):
+        with anyio.CancelScope() as scope:
+            await consume()
+
+
+async def test_first_success_returns_the_winner_when_a_loser_fails_on_cancel() -> None:
+    """A loser whose own gather fails while being cancelled does not hide the winner."""
+    won = anyio.Event()
+
+    async def winner() -> str:
+        await anyio.wait_all_tasks_blocked()
+        won.set()
+        return "win"
+
+    async def loser() -> None:
+        await concur.gather(fail_when_cancelled, anyio.sleep_forever)
+
+    assert await concur.first_success(winner, loser) == "win"
+    assert won.is_set()
+
+
+async def test_race_returns_the_winner_when_a_loser_fails_on_cancel() -> None:
+    """The same for race: the first to finish decides, a late failure is discarded."""
+
+    async def winner() -> str:
+        await anyio.wait_all_tasks_blocked()
+        return "win"
+
+    async def loser() -> None:
+        await concur.gather(fail_when_cancelled, anyio.sleep_forever)
+
+    assert await concur.race(winner, loser) == "win"
+
+
+async def test_gather_settled_raises_only_the_callers_cancellation() -> None:
+    """A settled job whose gather fails while the caller is cancelled raises no group."""
+    with anyio.CancelScope() as scope:
+
+        async def job() -> None:
+            await concur.gather(functools.partial(cancel_then_fail, scope), anyio.sleep_forever)
+
+        await concur.gather_settled(job, anyio.sleep_forever)
+        pytest.fail("gather_settled returned although its caller was cancelled")
+    assert scope.cancelled_caught
+
+
+async def test_gather_settled_settles_a_failure_that_meets_no_cancellation() -> None:
+    """Without an outside cancellation, that failure is the job's outcome."""
+
+    async def job() -> None:
+        await concur.gather(functools.partial(fail, ValueError("x")))
+
+    (outcome,) = await concur.gather_settled(job)
+    assert isinstance(outcome, concur.Err)
+    assert isinstance(outcome.error, ValueError)
+
+
+def _interrupting_job(kind: type[BaseException]) -> Any:
+    async def job() -> None:
+        await anyio.lowlevel.checkpoint()
+        raise kind()
+
+    return job
+
+
+async def _call_it(fn: Any) -> Any:
+    return await fn()
+
+
+_HELPERS: dict[str, Any] = {
+    "gather": lambda job, other: concur.gather(job, other),
+    "gather_settled": lambda job, other: concur.gather_settled(job, other),
+    "race": lambda job, other: concur.race(job, other),
+    "first_success": lambda job, other: concur.first_success(job, other),
+    "map_async": lambda job, other: concur.map_async(_call_it, [job, other]),
+}
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("helper", sorted(_HELPERS))
+def test_an_interrupt_in_a_job_reaches_the_caller_bare(
+    helper: str, kind: type[BaseException], backend: str
+) -> None:
+    """A job's KeyboardInterrupt or SystemExit cancels the rest and is raised bare."""
+    sibling_cancelled = []
+
+    async def other() -> None:
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            sibling_cancelled.append(True)
+            raise
+
+    async def main() -> BaseException | None:
+        try:
+            await _HELPERS[helper](_interrupting_job(kind), other)
+        except kind as exc:
+            return exc
+        return None
+
+    where, exc = outcome_of(main, backend)
+    assert where == "caught"
+    assert type(exc) is kind
+    assert sibling_cancelled == [True]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_in_an_amap_call_reaches_the_caller_bare(
+    kind: type[BaseException], backend: str
+) -> None:
+    """The same for a call of an amap block."""
+
+    async def job(i: int) -> int:
+        if i == 1:
+            raise kind()
+        await anyio.sleep_forever()
+        return i
+
+    async def main() -> BaseException | None:
+        try:
+            async with concur.amap(job, range(3)) as results:
+                async for _ in results:
+                    pass
+        except kind as exc:
+            return exc
+        return None
+
+    where, exc = outcome_of(main, backend)
+    assert where == "caught"
+    assert type(exc) is kind
+
+
+def test_system_exit_in_a_race_job_ends_concur_run_with_its_status() -> None:
+    """``sys.exit(3)`` in a race job under concur.run on trio exits with status 3."""
+    code = (
+        "import sys, anyio, concur\n"
+        "async def job():\n"
+        "    await anyio.lowlevel.checkpoint()\n"
+        "    sys.exit(3)\n"
+        "async def main():\n"
+        "    await concur.race(job, anyio.sleep_forever)\n"
+        "concur.run(main, backend='trio')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert result.returncode == 3, result.stderr.decode()[-2000:]

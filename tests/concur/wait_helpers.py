@@ -52,3 +52,34 @@ def assert_rate(starts: list[float], per_second: float, burst: int) -> None:
     for i in range(len(starts)):
         for j in range(i + 1, len(starts)):
             assert starts[j] - starts[i] >= (j - i + 1 - burst) / per_second - slack, (i, j)
+
+
+class Marker(Exception):
+    """The failure a test's job raises on purpose."""
+
+
+async def fail_when_cancelled() -> None:
+    """Wait until cancelled, then fail with ``Marker`` instead of the cancellation."""
+    try:
+        await anyio.sleep_forever()
+    except anyio.get_cancelled_exc_class():
+        raise Marker("failed while being cancelled") from None
+
+
+async def cancel_then_fail(scope: anyio.CancelScope) -> None:
+    """Cancel an enclosing *scope*, then fail at once: a failure that meets a cancellation."""
+    scope.cancel()
+    raise Marker("failed as the enclosing scope was cancelled")
+
+
+def outcome_of(main: Any, backend: str) -> tuple[str, BaseException | None]:
+    """Run *main* on *backend*; tell whether it returned what it caught, or what escaped.
+
+    For ``KeyboardInterrupt`` tests: one that escaped the event loop would otherwise end
+    the pytest session.
+    """
+    try:
+        caught = anyio.run(main, backend=backend)
+    except BaseException as exc:
+        return "escaped", exc
+    return "caught", caught
