@@ -192,6 +192,19 @@ def test_the_default_data_set_is_the_stated_size_and_finds_the_planted_features(
     assert set(PLANTED_FEATURES) <= {item["name"] for item in document["selected"][:3]}
 
 
+def test_the_readme_shows_the_quick_start_output(capsys: pytest.CaptureFixture[str]) -> None:
+    """The output README's Quick start shows is what ``concur features`` prints today."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    shown = section.split("```text\n", 1)[1].split("\n...\n```", 1)[0].splitlines()
+    assert main(["features"]) == 0
+    captured = capsys.readouterr()
+    assert shown[0] == captured.err.splitlines()[0]
+    table = shown[shown.index("Selected features") :]
+    printed = [line.rstrip() for line in captured.out.splitlines()]
+    assert printed[: len(table)] == table
+
+
 @pytest.mark.parametrize("module", [False, True])
 def test_version(module: bool) -> None:
     """``concur --version`` prints the installed version and exits 0."""

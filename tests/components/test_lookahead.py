@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 
 from components import (
+    AutoregressiveFeatures,
     FeatureGenerator,
     HttpLookupFeatures,
     InteractionFeatures,
@@ -57,6 +58,9 @@ CASES: dict[str, Case] = {
     "interaction": Case(lambda url: InteractionFeatures(**KEYS)),
     "sql": Case(lambda url: SQLWindowFeatures(**KEYS)),
     "http": Case(lambda url: HttpLookupFeatures(url=f"{url}/k/{{key}}", key="k"), ("k",)),
+    "autoregressive": Case(
+        lambda url: AutoregressiveFeatures(target="y", **KEYS), ("y",), same_step=False
+    ),
 }
 
 
