@@ -269,8 +269,10 @@ class AutoregressiveFeatures(SyncFeatureGenerator):
     def __attrs_post_init__(self) -> None:
         owner = "AutoregressiveFeatures"
         check_name(self.name, owner)
-        if not isinstance(self.target, str) or not self.target:  # pyright: ignore[reportUnnecessaryIsInstance]
+        if not isinstance(self.target, str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError(f"{owner}: target must be a column name (str), got {self.target!r}")
+        if not self.target:
+            raise ValueError(f"{owner}: target must not be empty")
         check_windows(self.lags, "lags", owner)
         check_windows(self.windows, "windows", owner)
         _check_stats(self.stats, owner)

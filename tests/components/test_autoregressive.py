@@ -114,6 +114,8 @@ def test_bad_fields_and_frames_raise_clear_errors() -> None:
     """Bad fields, and a missing or non-numeric target, raise errors naming them."""
     with pytest.raises(TypeError, match="target"):
         AutoregressiveFeatures(target=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="target must not be empty"):
+        AutoregressiveFeatures(target="")
     with pytest.raises(ValueError, match="lags"):
         AutoregressiveFeatures(target="y", lags=0)
     with pytest.raises(ValueError, match="stats"):
