@@ -137,6 +137,10 @@ DEFAULT_SETTINGS: Final = Settings()
 _INHERIT: Final = cast(Policy, "inherit")  # marks a handoff policy that was not given
 _UNSET: Final = Settings(handoff=_INHERIT)
 settings_var: ContextVar[Settings] = ContextVar("concur.settings", default=DEFAULT_SETTINGS)
+#: the scopes entered in this context, innermost last, with the token that undoes each
+_entered: ContextVar[tuple[tuple[scope, Token[Settings]], ...]] = ContextVar(
+    "concur.entered", default=()
+)
 
 
 def check_thread_limit(thread_limit: object, where: str = "thread_limit") -> None:
@@ -167,8 +171,11 @@ def derive_settings(
     """Validate options and build the settings that inherit what is not given."""
     if thread_limit is not None and limiter is not None:
         raise ValueError("give either thread_limit= or limiter=, not both")
-    if handoff is not None and handoff not in POLICIES:
-        raise ValueError(f'handoff must be "warn", "strict" or "off", got {handoff!r}')
+    if handoff is not None:
+        if not isinstance(handoff, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f'handoff must be "warn", "strict" or "off", got {handoff!r}')
+        if handoff not in POLICIES:
+            raise ValueError(f'handoff must be "warn", "strict" or "off", got {handoff!r}')
     if limiter is not None and not isinstance(
         limiter,
         anyio.CapacityLimiter,  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -211,7 +218,7 @@ class scope:
             policy or a negative timeout.
     """
 
-    __slots__ = ("_own", "_tokens")
+    __slots__ = ("_own",)
 
     def __init__(
         self,
@@ -230,7 +237,6 @@ class scope:
             timeout=timeout,
             in_loop=_in_event_loop(),
         )
-        self._tokens: list[Token[Settings]] = []
 
     @property
     def settings(self) -> Settings:
@@ -244,11 +250,21 @@ class scope:
         )
 
     def __enter__(self) -> scope:
-        self._tokens.append(settings_var.set(self.settings))
+        token = settings_var.set(self.settings)
+        _entered.set((*_entered.get(), (self, token)))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        settings_var.reset(self._tokens.pop())
+        # The tokens live in the context, not on the object: one scope object may be
+        # entered by many tasks (and threads) at once, each exit undoing its own entry.
+        entered = _entered.get()
+        if not entered or entered[-1][0] is not self:
+            raise RuntimeError(
+                "concur.scope exited where it was not the last scope entered: leave scopes "
+                "in the reverse order of entering them, in the task that entered them"
+            )
+        settings_var.reset(entered[-1][1])
+        _entered.set(entered[:-1])
 
     async def __aenter__(self) -> scope:
         return self.__enter__()
@@ -406,14 +422,30 @@ async def to_thread(
     :func:`check_cancelled` cannot see through the shield.
 
     Raises:
-        TypeError: *fn* is not callable, is a coroutine object, or returned a coroutine;
-            or it returned a DuckDB relation of a handed-off cursor.
+        TypeError: *fn* is not callable, is a coroutine object or an async function, or
+            returned a coroutine; it returned a DuckDB relation of a handed-off cursor;
+            *limiter* is not a :class:`anyio.CapacityLimiter`, or *abandon_on_cancel* not
+            a bool.
         UnsafeHandoffError: an argument is refused by the ``"strict"`` policy.
     """
     check_callable(fn, "to_thread")
+    if is_async_callable(fn):
+        name = getattr(fn, "__name__", None) or _fn_name(fn)
+        raise TypeError(
+            f"to_thread() runs sync functions in a worker thread; {name} is an async "
+            f"function: await {name}(...) on the loop, or write concur.call({name}, ...)"
+        )
+    if type(abandon_on_cancel) is not bool:
+        raise TypeError(f"abandon_on_cancel must be True or False, got {abandon_on_cancel!r}")
     settings = settings_var.get()
     if limiter is None:
         limiter = settings.current_limiter()
+    elif not isinstance(limiter, anyio.CapacityLimiter):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(
+            f"limiter must be an anyio.CapacityLimiter (concur.CapacityLimiter), got "
+            f"{type(limiter).__name__} {limiter!r}; for a cap of N threads pass "
+            f"concur.CapacityLimiter(N)"
+        )
     return await _run_in_thread(fn, args, limiter, settings.handoff, abandon_on_cancel)
 
 

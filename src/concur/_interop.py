@@ -28,6 +28,7 @@ from ._loops import (
     WAIT_SLICE,
     await_fn,
     call_soon,
+    check_async_fn,
     check_backend,
     check_fn,
     in_worker_thread,
@@ -80,7 +81,7 @@ def run(
         ValueError: an unknown *backend*.
         TypeError: *fn* is not callable, or not async.
     """
-    check_fn(fn, "concur.run")
+    check_async_fn(fn, "concur.run")
     check_backend(backend)
     if in_worker_thread():
         return anyio.from_thread.run(await_fn, fn, args)
@@ -179,9 +180,9 @@ def syncify(fn: Callable[P, Awaitable[T]], /) -> Callable[P, T]:
     loop: there, ``await fn(...)`` instead.
 
     Raises:
-        TypeError: *fn* is not callable or is a coroutine object.
+        TypeError: *fn* is not callable, is a coroutine object, or is a sync function.
     """
-    check_fn(fn, "concur.syncify", args="")
+    check_async_fn(fn, "concur.syncify", args="")
 
     @functools.wraps(fn)
     def sync_fn(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -228,7 +229,7 @@ def from_thread(fn: Callable[[*Ts], Awaitable[T]], /, *args: *Ts) -> T:
             a thread no event loop started (use a :class:`Runner` there).
         TypeError: *fn* is not callable, or not async.
     """
-    check_fn(fn, "concur.from_thread")
+    check_async_fn(fn, "concur.from_thread")
     if not in_worker_thread():
         if loop_running_here():
             raise on_loop_thread_error("from_thread()", "await fn(*args) there instead")

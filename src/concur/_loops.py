@@ -23,6 +23,7 @@ from ._calls import (
     Settings,
     _PerRunLimiter,  # pyright: ignore[reportPrivateUsage]
     check_callable,
+    is_async_callable,
     settings_var,
 )
 
@@ -88,6 +89,25 @@ def check_fn(fn: object, where: str, *, args: str = "...") -> None:
             f"write {call} instead of {where}({name}(...))"
         )
     check_callable(fn, where)
+
+
+def check_async_fn(fn: object, where: str, *, args: str = "...") -> None:
+    """As :func:`check_fn`, and refuse a sync function before anything runs it.
+
+    A sync wrapper made with ``functools.wraps`` around an async function passes (its
+    ``__wrapped__`` is followed): a decorator that returns its function's coroutine is
+    async to its callers.
+    """
+    check_fn(fn, where, args=args)
+    if is_async_callable(fn):
+        return
+    if hasattr(fn, "__wrapped__") and is_async_callable(inspect.unwrap(cast(Any, fn))):
+        return
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    raise TypeError(
+        f"{where}() takes an async function; {name} is not an async function: call it "
+        f"directly, or from async code run it in a thread with concur.to_thread({name}, ...)"
+    )
 
 
 def on_loop_thread_error(what: str, instead: str) -> RuntimeError:

@@ -77,9 +77,17 @@ def check_fn(fn: object, where: str, arg: str = "fn") -> None:
 
 
 def _check_map_args(
-    fn: object, items: object, limit: object, max_per_second: object, burst: object, where: str
+    fn: object,
+    items: object,
+    limit: object,
+    max_per_second: object,
+    burst: object,
+    ordered: object,
+    where: str,
 ) -> None:
     check_fn(fn, where)
+    if type(ordered) is not bool:
+        raise TypeError(f"ordered must be True or False, got {ordered!r}")
     _check_items(items)
     check_limit(limit)
     if max_per_second is not None:
@@ -366,7 +374,7 @@ async def map_async(
     the map checkpoints every 64 items, so it never starves other tasks or ignores a
     cancellation for long.
     """
-    _check_map_args(fn, items, limit, max_per_second, burst, "map_async")
+    _check_map_args(fn, items, limit, max_per_second, burst, ordered, "map_async")
     rate = None if max_per_second is None else RateLimiter(max_per_second, burst)
     run, slot = _runner(fn)
     return await ListMap(run, Source(items, rate, slot), limit, ordered).run()
@@ -560,8 +568,9 @@ class amap(Generic[T, R]):
         limit: the most calls running at once.
         max_per_second: a rate limit on call starts (see :func:`map_async`).
         burst: the rate limiter's capacity.
-        ordered: yield results in input order (a finished result may then wait for
-            earlier ones, and counts against *buffer*), or as they complete (the default).
+        ordered: yield results in input order (the default, as :func:`map_async` and
+            :func:`concur.streams.map`; a finished result may then wait for earlier ones,
+            and counts against *buffer*), or as they complete (``ordered=False``).
         buffer: how many finished results may wait for the consumer; default *limit*.
 
     Raises:
@@ -588,7 +597,7 @@ class amap(Generic[T, R]):
         limit: int = 10,
         max_per_second: float | None = None,
         burst: int = 1,
-        ordered: bool = False,
+        ordered: bool = True,
         buffer: int | None = None,
     ) -> None: ...
 
@@ -601,7 +610,7 @@ class amap(Generic[T, R]):
         limit: int = 10,
         max_per_second: float | None = None,
         burst: int = 1,
-        ordered: bool = False,
+        ordered: bool = True,
         buffer: int | None = None,
     ) -> None: ...
 
@@ -613,10 +622,10 @@ class amap(Generic[T, R]):
         limit: int = 10,
         max_per_second: float | None = None,
         burst: int = 1,
-        ordered: bool = False,
+        ordered: bool = True,
         buffer: int | None = None,
     ) -> None:
-        _check_map_args(fn, items, limit, max_per_second, burst, "amap")
+        _check_map_args(fn, items, limit, max_per_second, burst, ordered, "amap")
         if buffer is None:
             buffer = limit
         elif isinstance(buffer, bool) or not isinstance(buffer, int):  # pyright: ignore[reportUnnecessaryIsInstance]

@@ -25,6 +25,7 @@ from ._loops import (
     adopt_context,
     await_fn,
     call_soon,
+    check_async_fn,
     check_backend,
     check_fn,
     context_for_another_loop,
@@ -313,7 +314,7 @@ class Runner:
                 after *shutdown_timeout*.
             TypeError: *fn* is not callable, or is not async.
         """
-        check_fn(fn, "runner.run")
+        check_async_fn(fn, "runner.run")
         self._refuse_own_thread("Runner.run()", "await fn(*args) there instead")
         return self._call(fn, args)
 
@@ -330,9 +331,9 @@ class Runner:
 
         Raises:
             RuntimeError: the runner is closed.
-            TypeError: *fn* is not callable (not being async is reported by the future).
+            TypeError: *fn* is not callable, or is not async.
         """
-        check_fn(fn, "runner.submit")
+        check_async_fn(fn, "runner.submit")
         job = self._start(fn, args)
         future = job.future
 

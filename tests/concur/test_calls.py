@@ -323,3 +323,43 @@ async def test_cancelled_before_thread_starts_never_runs() -> None:
         limiter.release_on_behalf_of(holder)
     assert ran == []
     assert limiter.borrowed_tokens == 0
+
+
+# --- bad input names the argument (issue 9, item 6) ---------------------------------------------
+
+
+@pytest.mark.parametrize("limiter", [5, "two", None.__class__])
+async def test_to_thread_refuses_a_limiter_that_is_not_a_capacity_limiter(limiter: Any) -> None:
+    """A number or other object as limiter= is a TypeError naming limiter, before any thread."""
+    with pytest.raises(TypeError, match=r"limiter must be an anyio\.CapacityLimiter"):
+        await concur.to_thread(int, "1", limiter=limiter)
+
+
+async def test_to_thread_refuses_a_semaphore_as_limiter() -> None:
+    """An anyio.Semaphore is not a limiter either."""
+    with pytest.raises(TypeError, match="limiter must be"):
+        await concur.to_thread(int, "1", limiter=anyio.Semaphore(2))  # type: ignore[arg-type]
+
+
+async def test_to_thread_of_an_async_function_says_so() -> None:
+    """to_thread(async_fn) says it is an async function and what to write instead."""
+
+    async def fetch() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"fetch is an async function: .*concur.call\(fetch"):
+        await concur.to_thread(fetch)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+async def test_to_thread_refuses_a_non_bool_abandon_on_cancel(value: Any) -> None:
+    """abandon_on_cancel= takes True or False only."""
+    with pytest.raises(TypeError, match="abandon_on_cancel must be True or False"):
+        await concur.to_thread(int, "1", abandon_on_cancel=value)
+
+
+@pytest.mark.parametrize("make", [concur.scope, concur.TaskGroup])
+def test_an_unhashable_handoff_policy_names_handoff(make: Any) -> None:
+    """handoff=[] is a TypeError naming handoff, not 'unhashable type'."""
+    with pytest.raises(TypeError, match="handoff must be"):
+        make(handoff=[])

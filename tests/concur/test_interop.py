@@ -892,3 +892,40 @@ def test_a_runner_never_closed_is_closed_at_exit(backend: str) -> None:
     )
     assert out.stdout.split() == ["None", "cleaned", "up"]
     assert out.stderr == ""
+
+
+# --- sync functions are refused before they run (issue 9, item 6) ------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sync_function_is_refused_before_it_runs(backend: str) -> None:
+    """run, Runner.run/submit and syncify refuse a sync function without calling it."""
+    calls: list[int] = []
+
+    def sync_fn() -> int:
+        calls.append(1)
+        return 1
+
+    with pytest.raises(TypeError, match=r"concur.run\(\) takes an async function; .*sync_fn"):
+        concur.run(sync_fn, backend=backend)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="len is not an async function"):
+        concur.syncify(len)  # type: ignore[arg-type]
+    with concur.Runner(backend) as runner:  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"runner\.run"):
+            runner.run(sync_fn)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"runner\.submit"):
+            runner.submit(sync_fn)  # type: ignore[arg-type]
+    assert calls == []
+
+
+def test_a_sync_decorator_around_an_async_function_is_async() -> None:
+    """A functools.wraps wrapper that returns the coroutine passes the check and runs."""
+
+    def decorate(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any) -> Any:
+            return fn(*args)
+
+        return wrapper
+
+    assert concur.run(decorate(double), 4) == 8

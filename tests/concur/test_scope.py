@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from typing import Any
 
 import anyio
@@ -171,3 +172,90 @@ def test_scope_thread_limit_must_be_int() -> None:
     """A non-int thread_limit is a TypeError."""
     with pytest.raises(TypeError):
         concur.scope(thread_limit=1.5)  # type: ignore[arg-type]
+
+
+# --- one scope object shared by many tasks (issue 9, bug 5) ------------------------------------
+
+SHARED = concur.scope(thread_limit=2)  # the natural way to share a limiter: a module constant
+
+
+async def test_one_scope_object_entered_by_two_tasks_exits_in_any_order() -> None:
+    """Each task's exit undoes its own entry, whichever task leaves first."""
+    entered = [anyio.Event(), anyio.Event()]
+    leave = [anyio.Event(), anyio.Event()]
+    after: dict[int, object] = {}
+
+    async def task(i: int) -> None:
+        with SHARED:
+            entered[i].set()
+            await leave[i].wait()
+        after[i] = concur.scope().settings.limiter
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(task, 0)
+        await entered[0].wait()
+        tg.start_soon(task, 1)
+        await entered[1].wait()
+        leave[0].set()  # the first to enter leaves first: it used to pop the other's token
+        await anyio.wait_all_tasks_blocked()
+        leave[1].set()
+    assert after == {0: None, 1: None}
+
+
+async def test_a_shared_scope_caps_the_threads_of_every_task_that_enters_it() -> None:
+    """Tasks entering one module-level scope share its limiter: two threads at most."""
+    lock = threading.Lock()
+    running = [0, 0]  # now, peak
+
+    def work() -> None:
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        time.sleep(0.002)
+        with lock:
+            running[0] -= 1
+
+    async def task() -> None:
+        with SHARED:
+            for _ in range(3):
+                await concur.to_thread(work)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(task)
+    assert 1 <= running[1] <= 2
+
+
+def test_a_shared_scope_entered_by_threads_at_once() -> None:
+    """Threads entering one scope object at once each get their entry undone on exit."""
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def enter_and_leave() -> None:
+        try:
+            with SHARED:
+                barrier.wait(timeout=10)
+                assert concur.scope().settings.limiter is not None
+                barrier.wait(timeout=10)
+            assert concur.scope().settings.limiter is None
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enter_and_leave) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert errors == []
+
+
+def test_exiting_a_scope_out_of_order_is_a_clear_error() -> None:
+    """Leaving an outer scope before the inner one raises RuntimeError saying what to do."""
+    outer, inner = concur.scope(handoff="off"), concur.scope(handoff="strict")
+    outer.__enter__()
+    inner.__enter__()
+    with pytest.raises(RuntimeError, match="reverse order"):
+        outer.__exit__(None, None, None)
+    inner.__exit__(None, None, None)
+    outer.__exit__(None, None, None)
+    assert concur.scope().settings.handoff == "warn"

@@ -966,3 +966,46 @@ def test_system_exit_in_a_race_job_ends_concur_run_with_its_status() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert result.returncode == 3, result.stderr.decode()[-2000:]
+
+
+async def ident(x: int) -> int:
+    return x
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+async def test_ordered_must_be_a_bool(value: Any) -> None:
+    """ordered= takes True or False only, for map_async, amap and streams.map."""
+    with pytest.raises(TypeError, match="ordered must be True or False"):
+        await concur.map_async(ident, [1], ordered=value)
+    with pytest.raises(TypeError, match="ordered must be True or False"):
+        concur.amap(ident, [1], ordered=value)
+    with pytest.raises(TypeError, match="ordered must be True or False"):
+        concur.streams.map([1], ident, ordered=value)
+
+
+async def test_map_async_amap_and_streams_map_keep_input_order_by_default() -> None:
+    """One ordering default: all three yield results in input order unless told not to."""
+    gates = [anyio.Event() for _ in range(3)]
+
+    async def job(i: int) -> int:
+        await gates[i].wait()
+        return i * i
+
+    async def release_backwards() -> None:
+        for gate in reversed(gates):
+            await anyio.wait_all_tasks_blocked()
+            gate.set()
+
+    async def via_amap() -> list[int]:
+        async with concur.amap(job, range(3)) as results:
+            return [r async for r in results]
+
+    async def via_streams_map() -> list[int]:
+        async with concur.streams.map(range(3), job) as results:
+            return [r async for r in results]
+
+    for run in (functools.partial(concur.map_async, job, range(3)), via_amap, via_streams_map):
+        gates[:] = [anyio.Event() for _ in range(3)]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(release_backwards)
+            assert await run() == [0, 1, 4]
