@@ -39,6 +39,10 @@ def _as_names(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _as_chance(chance: float | None) -> float | None:
+    return None if chance is None else float(chance)
+
+
 def _freeze_scores(scores: Mapping[str, float]) -> Mapping[str, float]:
     return MappingProxyType({str(key): float(value) for key, value in scores.items()})
 
@@ -50,11 +54,18 @@ class Selection:
 
     Attributes:
         names: the chosen column names, best first.
-        scores: one score per candidate column (chosen or not); higher is better.
+        scores: one score per scored candidate column (chosen or not); higher is better.
+        unsupported: the candidates not scored because they share too few non-missing
+            rows with the target (the selector's ``min_rows``), in column order.
+        chance: the score a candidate had to exceed to count as more than chance, for a
+            selector that estimates one (None otherwise). When it is set and ``names`` is
+            empty, no feature beat chance.
     """
 
     names: tuple[str, ...] = attrs.field(converter=_as_names)
     scores: Mapping[str, float] = attrs.field(converter=_freeze_scores)
+    unsupported: tuple[str, ...] = attrs.field(default=(), converter=_as_names, kw_only=True)
+    chance: float | None = attrs.field(default=None, converter=_as_chance, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         missing = [name for name in self.names if name not in self.scores]
@@ -62,14 +73,22 @@ class Selection:
             raise ValueError(f"Selection: names {missing!r} have no score in scores")
         if len(set(self.names)) != len(self.names):
             raise ValueError(f"Selection: names must be unique, got {self.names!r}")
+        scored = [name for name in self.unsupported if name in self.scores]
+        if scored:
+            raise ValueError(f"Selection: unsupported names {scored!r} have a score in scores")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Selection):
             return NotImplemented
-        return self.names == other.names and dict(self.scores) == dict(other.scores)
+        return (
+            self.names == other.names
+            and dict(self.scores) == dict(other.scores)
+            and self.unsupported == other.unsupported
+            and self.chance == other.chance
+        )
 
     def __hash__(self) -> int:
-        return hash((self.names, tuple(sorted(self.scores.items()))))
+        return hash((self.names, tuple(sorted(self.scores.items())), self.unsupported, self.chance))
 
 
 class FeatureGenerator(ABC):
@@ -137,9 +156,10 @@ class FeatureSelector(ABC):
 
         Implementer's contract: *target* has ``features.height`` values, row-aligned.
         Return a :class:`Selection` whose ``names`` are at most *k* columns of *features*,
-        best first, and whose ``scores`` hold one finite score per candidate. Nulls, NaN
-        and constant columns must not make it fail. Do not modify the inputs. When
-        cancelled, let the cancellation propagate.
+        best first, whose ``scores`` hold one finite score per candidate it scored, and
+        whose ``unsupported`` lists the candidates it did not score for lack of rows
+        shared with the target. Nulls, NaN and constant columns must not make it fail. Do
+        not modify the inputs. When cancelled, let the cancellation propagate.
         """
 
 

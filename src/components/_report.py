@@ -89,14 +89,44 @@ class SelectionReport:
     generators: tuple[GeneratorRun, ...] = attrs.field(converter=_as_runs)
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON-ready summary the command line prints with ``--format json``."""
+        """The JSON-ready summary the command line prints with ``--format json``.
+
+        ``unsupported`` is how many candidates were not scored for lack of rows shared with
+        the target; ``chance`` the score a feature had to beat (null if the selector sets
+        none).
+        """
         return {
             "selected": [
                 {"name": name, "score": self.selection.scores[name]}
                 for name in self.selection.names
             ],
+            "unsupported": len(self.selection.unsupported),
+            "chance": self.selection.chance,
             "generators": [run.as_dict() for run in self.generators],
         }
+
+    def _notes(self) -> list[str]:
+        """What the tables do not show: candidates not scored, a selection below chance."""
+        selection = self.selection
+        notes: list[str] = []
+        if selection.unsupported:
+            count = len(selection.unsupported)
+            notes.append(
+                f"{count} candidate{'s' if count > 1 else ''} not scored: too few rows "
+                "shared with the target"
+            )
+        if selection.chance is not None:
+            if selection.names:
+                notes.append(
+                    f"chance level: {selection.chance:.4f} (every selected score beats it)"
+                )
+            elif selection.scores:
+                notes.append(f"no feature beat chance (chance level {selection.chance:.4f})")
+        if not selection.names and not selection.scores:
+            notes.append("no feature was scored")
+        elif not selection.names and selection.chance is None:
+            notes.append("no feature selected")
+        return notes
 
     def __rich_console__(
         self, console: Console, options: ConsoleOptions
@@ -114,6 +144,8 @@ class SelectionReport:
         for rank, name in enumerate(self.selection.names, 1):
             selected.add_row(str(rank), Text(name), f"{self.selection.scores[name]:.4f}")
         yield selected
+        for note in self._notes():
+            yield Text(note)
         runs = Table(title="Generators", title_justify="left")
         for column in ("generator", "kind", "start s", "seconds", "rows", "columns", "outcome"):
             numeric = column in ("start s", "seconds", "rows", "columns")
@@ -144,6 +176,7 @@ class SelectionReport:
             "<h4>Selected features</h4>",
             "<table><thead><tr><th>#</th><th>feature</th><th>score</th></tr></thead>",
             f"<tbody>{rows}</tbody></table>",
+            *(f"<p class='concur-note'>{esc(note)}</p>" for note in self._notes()),
             "<h4>Generators</h4>",
             "<table><thead><tr><th>generator</th><th>kind</th><th>start s</th>"
             "<th>seconds</th><th>rows</th><th>columns</th><th>outcome</th></tr></thead><tbody>",
