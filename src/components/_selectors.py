@@ -2,9 +2,9 @@
 
 What both share: the candidates are the numeric columns; only rows where the target is
 present count; a candidate with fewer than ``min_rows`` non-missing rows there is not
-scored (:attr:`Selection.unsupported`); scores are ranked after rounding to
-:data:`SCORE_DIGITS` decimal places, ties going to the name that sorts first, so the
-ranking does not depend on the order of the rows.
+scored (``Selection.unsupported``); scores are ranked after rounding to ``SCORE_DIGITS``
+(9) decimal places, ties going to the name that sorts first, so the ranking does not
+depend on the order of the rows.
 """
 
 from __future__ import annotations
@@ -146,8 +146,8 @@ class CorrelationSelector(SyncFeatureSelector):
     A candidate's score is ``|corr(feature, target)|`` over the rows where both are
     present (NaN and infinities count as missing); a constant column scores 0. A candidate
     present on fewer than *min_rows* of the target's rows is not scored (it goes to
-    :attr:`Selection.unsupported`). Scores are ranked after rounding to
-    :data:`SCORE_DIGITS` decimal places, ties going to the name that sorts first. Going
+    :attr:`Selection.unsupported`). Scores are ranked after rounding to 9 decimal places,
+    ties going to the name that sorts first. Going
     down the ranking, a candidate whose absolute correlation with an already chosen
     feature exceeds *max_correlation*, over at least *min_rows* rows where both are present
     (and the target too), is dropped, until *k* are chosen. Non-numeric columns are not
@@ -233,8 +233,8 @@ class MutualInformationSelector(SyncFeatureSelector):
     probability ``1 / (permutations + 1)`` (5% by default). The best *k* are chosen.
 
     Candidates present on fewer than *min_rows* of the target's rows are not scored
-    (:attr:`Selection.unsupported`). Scores are ranked after rounding to
-    :data:`SCORE_DIGITS` decimal places, ties going to the name that sorts first; the
+    (:attr:`Selection.unsupported`). Scores are ranked after rounding to 9 decimal places,
+    ties going to the name that sorts first; the
     rows are put in an order given by their content first, so shuffling the rows changes
     nothing. Non-numeric columns are not candidates.
 
