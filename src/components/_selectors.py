@@ -31,7 +31,6 @@ SCORE_DIGITS: Final = 9
 """Scores are compared after rounding to this many decimal places (ties: by name)."""
 
 _TARGET: Final = "__concur_target"
-_Y: Final = "__concur_y"
 _ROW: Final = "__concur_row"
 _LONG_ROWS: Final = 4_000_000
 
@@ -85,7 +84,7 @@ def prepare(
     candidates = [
         name
         for name, dtype in features.schema.items()
-        if (dtype.is_numeric() or dtype == pl.Boolean) and name not in (_TARGET, _Y)
+        if (dtype.is_numeric() or dtype == pl.Boolean) and name != _TARGET
     ]
     frame = (
         target.cast(pl.Float64)
@@ -147,11 +146,10 @@ class CorrelationSelector(SyncFeatureSelector):
     present (NaN and infinities count as missing); a constant column scores 0. A candidate
     present on fewer than *min_rows* of the target's rows is not scored (it goes to
     :attr:`Selection.unsupported`). Scores are ranked after rounding to 9 decimal places,
-    ties going to the name that sorts first. Going
-    down the ranking, a candidate whose absolute correlation with an already chosen
-    feature exceeds *max_correlation*, over at least *min_rows* rows where both are present
-    (and the target too), is dropped, until *k* are chosen. Non-numeric columns are not
-    candidates.
+    ties going to the name that sorts first. Going down the ranking, a candidate whose
+    absolute correlation with an already chosen feature exceeds *max_correlation*, over at
+    least *min_rows* rows where both are present (and the target too), is dropped, until
+    *k* are chosen. Non-numeric columns are not candidates.
 
     Attributes:
         name: the selector's name.
@@ -234,9 +232,9 @@ class MutualInformationSelector(SyncFeatureSelector):
 
     Candidates present on fewer than *min_rows* of the target's rows are not scored
     (:attr:`Selection.unsupported`). Scores are ranked after rounding to 9 decimal places,
-    ties going to the name that sorts first; the
-    rows are put in an order given by their content first, so shuffling the rows changes
-    nothing. Non-numeric columns are not candidates.
+    ties going to the name that sorts first; the rows are first put in an order given by
+    their content, so shuffling them changes nothing. Non-numeric columns are not
+    candidates.
 
     Attributes:
         name: the selector's name.
