@@ -252,7 +252,7 @@ class MutualInformationSelector(SyncFeatureSelector):
     name: str = "mutual_information"
     bins: int = 16
     min_score: float = 0.0
-    max_rows: int | None = 100_000
+    max_rows: int | None = 50_000
     min_rows: int | None = None
     permutations: int = 19
 
