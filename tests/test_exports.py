@@ -39,8 +39,14 @@ def test_anyio_reexports_are_anyios_own() -> None:
         "TaskHandle",
         "get_cancelled_exc_class",
         "create_memory_object_stream",
+        "TaskCancelled",
+        "FutureCancelled",
+        "get_current_task",
     ):
         assert getattr(concur, name) is getattr(anyio, name), name
+    import anyio.lowlevel
+
+    assert concur.checkpoint is anyio.lowlevel.checkpoint
 
 
 def test_import_is_light() -> None:

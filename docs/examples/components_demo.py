@@ -42,17 +42,16 @@ class DelayedConstant(FeatureGenerator):
 
 async def main() -> None:
     frame = components.make_dataset(20_000)
-    keys = {"entity": "entity", "order": "order"}
-    with components.SQLWindowFeatures(**keys) as sql:
+    with components.SQLWindowFeatures(entity="entity", order="order") as sql:
         report = await components.select_best_features(
             frame,
             target=components.TARGET,
             generators=[
                 SquareFeatures(),
                 DelayedConstant(),
-                components.LagFeatures(**keys),
-                components.RollingFeatures(**keys),
-                components.InteractionFeatures(**keys),
+                components.LagFeatures(entity="entity", order="order"),
+                components.RollingFeatures(entity="entity", order="order"),
+                components.InteractionFeatures(entity="entity", order="order"),
                 sql,
             ],
             selector=components.CorrelationSelector(),

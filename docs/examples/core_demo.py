@@ -72,8 +72,10 @@ async def main() -> None:
     print(f"caller's frame still has columns {frame.columns}")
     print(f"DuckDB counts on 3 cursors of one connection: {[await h for h in counts]}")
     print(f"async labels: {[await h for h in labels]}")
-    print(f"6 sync calls under thread_limit=2: at most {peak} ran at once, "
-          f"results {[await h for h in capped_runs]}")
+    print(
+        f"6 sync calls under thread_limit=2: at most {peak} ran at once, "
+        f"results {[await h for h in capped_runs]}"
+    )
 
     try:
         async with concur.TaskGroup() as tg:

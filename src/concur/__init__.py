@@ -10,13 +10,17 @@ from anyio import CancelScope as CancelScope
 from anyio import CapacityLimiter as CapacityLimiter
 from anyio import Condition as Condition
 from anyio import Event as Event
+from anyio import FutureCancelled as FutureCancelled
 from anyio import Lock as Lock
 from anyio import Semaphore as Semaphore
+from anyio import TaskCancelled as TaskCancelled
 from anyio import TaskHandle as TaskHandle
 from anyio import create_memory_object_stream as create_memory_object_stream
 from anyio import fail_after as fail_after
 from anyio import get_cancelled_exc_class as get_cancelled_exc_class
+from anyio import get_current_task as get_current_task
 from anyio import move_on_after as move_on_after
+from anyio.lowlevel import checkpoint as checkpoint
 
 from . import handoff as handoff
 from . import streams as streams
@@ -52,11 +56,13 @@ __all__ = (
     "Condition",
     "Err",
     "Event",
+    "FutureCancelled",
     "Lock",
     "Ok",
     "Outcome",
     "Runner",
     "Semaphore",
+    "TaskCancelled",
     "TaskGroup",
     "TaskHandle",
     "UnsafeHandoffError",
@@ -65,6 +71,7 @@ __all__ = (
     "asyncify",
     "call",
     "check_cancelled",
+    "checkpoint",
     "collapse",
     "create_memory_object_stream",
     "fail_after",
@@ -73,6 +80,7 @@ __all__ = (
     "gather",
     "gather_settled",
     "get_cancelled_exc_class",
+    "get_current_task",
     "handoff",
     "map_async",
     "move_on_after",

@@ -9,9 +9,9 @@ import math
 import threading
 import types
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar, Token
-from typing import Any, Final, TypeVar, TypeVarTuple, cast, final
+from typing import Any, Final, TypeVar, TypeVarTuple, cast, final, overload
 
 import anyio
 import anyio.from_thread
@@ -36,7 +36,11 @@ _CO_COROUTINE: Final = inspect.CO_COROUTINE
 # --- validation and discovery ----------------------------------------------------------------
 
 
-def _fn_name(fn: object) -> str:
+def fn_name(fn: object) -> str:
+    """A short name for *fn*, for messages and task names (a partial is named after its
+    function)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return str(name) if name else type(fn).__qualname__
 
@@ -86,7 +90,7 @@ def returned_coroutine(fn: object, value: object) -> TypeError:
     if close is not None:
         close()
     return TypeError(
-        f"{_fn_name(fn)} is a sync function that returned a coroutine; declare it "
+        f"{fn_name(fn)} is a sync function that returned a coroutine; declare it "
         f"async def so concur runs it on the event loop instead of in a thread"
     )
 
@@ -290,7 +294,7 @@ _ABANDONED: Final = 3
 
 
 @final
-class _ThreadCall:
+class ThreadCall:
     """The state shared by one thread call's caller and its worker thread."""
 
     __slots__ = ("args", "cleanups", "fn", "limiter", "lock", "state", "token")
@@ -387,7 +391,41 @@ class _ThreadCall:
             logger.debug("could not release the thread token of %r", self.fn, exc_info=True)
 
 
+@final
+class SyncFunctionExpected:
+    """What a type checker sees :func:`to_thread` or :func:`asyncify` return for an async
+    function: it cannot be awaited or called, so the mistake is an error there.
+
+    At run time they raise ``TypeError`` instead; nothing ever makes one of these.
+    """
+
+    __slots__ = ()
+
+    def __init__(self) -> None:  # pragma: no cover - typing only
+        raise TypeError("SyncFunctionExpected exists for type checkers only")
+
+
+@overload
+def to_thread(  # type: ignore[overload-overlap]  # an async fn matches both: the first wins
+    fn: Callable[[*Ts], Coroutine[Any, Any, Any]],
+    /,
+    *args: *Ts,
+    limiter: anyio.CapacityLimiter | None = None,
+    abandon_on_cancel: bool = False,
+) -> SyncFunctionExpected: ...
+
+
+@overload
 async def to_thread(
+    fn: Callable[[*Ts], T],
+    /,
+    *args: *Ts,
+    limiter: anyio.CapacityLimiter | None = None,
+    abandon_on_cancel: bool = False,
+) -> T: ...
+
+
+async def to_thread(  # type: ignore[misc]  # the first overload is for type checkers only
     fn: Callable[[*Ts], T],
     /,
     *args: *Ts,
@@ -430,7 +468,7 @@ async def to_thread(
     """
     check_callable(fn, "to_thread")
     if is_async_callable(fn):
-        name = getattr(fn, "__name__", None) or _fn_name(fn)
+        name = getattr(fn, "__name__", None) or fn_name(fn)
         raise TypeError(
             f"to_thread() runs sync functions in a worker thread; {name} is an async "
             f"function: await {name}(...) on the loop, or write concur.call({name}, ...)"
@@ -449,6 +487,18 @@ async def to_thread(
     return await _run_in_thread(fn, args, limiter, settings.handoff, abandon_on_cancel)
 
 
+def prepare_thread_call(
+    fn: Callable[..., Any], args: tuple[Any, ...], policy: Policy
+) -> ThreadCall:
+    """Hand off *fn*'s arguments now (warnings point at the caller's line) for a later run.
+
+    Until :func:`run_thread_call` runs it, its handoff cleanups are owed: call
+    :meth:`ThreadCall.discard` if it will never run.
+    """
+    fn, args, cleanups = _handoff.hand_args(fn, args, policy)
+    return ThreadCall(fn, args, cleanups)
+
+
 async def _run_in_thread(
     fn: Callable[..., T],
     args: tuple[Any, ...],
@@ -456,37 +506,41 @@ async def _run_in_thread(
     policy: Policy,
     abandon_on_cancel: bool,
 ) -> T:
-    fn, args, cleanups = _handoff.hand_args(fn, args, policy)
-    job = _ThreadCall(fn, args, cleanups)
+    job = prepare_thread_call(fn, args, policy)
+    return cast(T, await run_thread_call(job, limiter, abandon_on_cancel))
+
+
+async def run_thread_call(
+    job: ThreadCall, limiter: anyio.CapacityLimiter, abandon_on_cancel: bool
+) -> Any:
+    """Run a prepared thread call under *limiter*, with concur's cancellation semantics."""
     backend = _asyncio_fast.current_async_library()
     if backend == "asyncio" and _asyncio_fast.FAST_PATH:
-        return cast(
-            T, await _asyncio_fast.run_in_pool(job.run, limiter, abandon_on_cancel, job.discard)
-        )
+        return await _asyncio_fast.run_in_pool(job.run, limiter, abandon_on_cancel, job.discard)
     if backend == "trio" and (_trio := _trio_fast or _load_trio_fast()) is not None:
         if not abandon_on_cancel:
             try:
-                return cast(T, await _trio.run_in_thread(job.run, limiter, False))
+                return await _trio.run_in_thread(job.run, limiter, False)
             finally:
                 if job.state == _PENDING:
                     job.discard()
         # trio itself keeps the token of an abandoned thread until the thread ends
         job.lock = threading.Lock()
         try:
-            return cast(T, await _trio.run_in_thread(job.run_abandonable, limiter, True))
+            return await _trio.run_in_thread(job.run_abandonable, limiter, True)
         except BaseException:
             job.abandon()
             raise
     if not abandon_on_cancel:
         try:
-            result = cast(T, await anyio.to_thread.run_sync(job.run, limiter=limiter))
+            result = await anyio.to_thread.run_sync(job.run, limiter=limiter)
             # a caller cancelled while its thread ran gets the cancellation now
             await anyio.lowlevel.checkpoint_if_cancelled()
             return result
         finally:
             if job.state == _PENDING:
                 job.discard()
-    return cast(T, await _run_abandonable(job, limiter))
+    return await _run_abandonable(job, limiter)
 
 
 _trio_fast: types.ModuleType | None = None
@@ -509,7 +563,7 @@ def _load_trio_fast() -> types.ModuleType | None:
     return _trio
 
 
-async def _run_abandonable(job: _ThreadCall, limiter: anyio.CapacityLimiter) -> Any:
+async def _run_abandonable(job: ThreadCall, limiter: anyio.CapacityLimiter) -> Any:
     # The generic path: concur holds its own token and anyio gets an unlimited limiter,
     # since anyio on asyncio would give the token back as soon as the caller is cancelled.
     job.lock = threading.Lock()
@@ -563,6 +617,16 @@ def check_cancelled() -> None:
 
 
 # --- the component call ------------------------------------------------------------------
+
+
+@overload
+async def call(
+    fn: Callable[[*Ts], Awaitable[T]], /, *args: *Ts, timeout: float | None = None
+) -> T: ...
+
+
+@overload
+async def call(fn: Callable[[*Ts], T], /, *args: *Ts, timeout: float | None = None) -> T: ...
 
 
 async def call(

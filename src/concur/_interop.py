@@ -17,13 +17,13 @@ import functools
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Literal, ParamSpec, TypeVar, TypeVarTuple
+from typing import Any, Literal, ParamSpec, TypeVar, TypeVarTuple, overload
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from ._calls import is_async_callable, to_thread
+from ._calls import SyncFunctionExpected, is_async_callable, to_thread
 from ._loops import (
     WAIT_SLICE,
     await_fn,
@@ -191,7 +191,17 @@ def syncify(fn: Callable[P, Awaitable[T]], /) -> Callable[P, T]:
     return sync_fn
 
 
-def asyncify(fn: Callable[P, T], /) -> Callable[P, Coroutine[Any, Any, T]]:
+@overload
+def asyncify(  # type: ignore[overload-overlap]  # an async fn matches both: the first wins
+    fn: Callable[P, Coroutine[Any, Any, Any]], /
+) -> SyncFunctionExpected: ...
+
+
+@overload
+def asyncify(fn: Callable[P, T], /) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+
+def asyncify(fn: Callable[P, T], /) -> Callable[P, Coroutine[Any, Any, T]]:  # type: ignore[misc]
     """Make an async function of the sync function *fn*; it runs *fn* in a worker thread.
 
     Calls go through :func:`concur.to_thread`, so the ambient limiter (the hard thread

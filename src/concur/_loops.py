@@ -23,6 +23,7 @@ from ._calls import (
     Settings,
     _PerRunLimiter,  # pyright: ignore[reportPrivateUsage]
     check_callable,
+    fn_name,
     is_async_callable,
     settings_var,
 )
@@ -103,7 +104,7 @@ def check_async_fn(fn: object, where: str, *, args: str = "...") -> None:
         return
     if hasattr(fn, "__wrapped__") and is_async_callable(inspect.unwrap(cast(Any, fn))):
         return
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    name = fn_name(fn)
     raise TypeError(
         f"{where}() takes an async function; {name} is not an async function: call it "
         f"directly, or from async code run it in a thread with concur.to_thread({name}, ...)"

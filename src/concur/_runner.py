@@ -20,7 +20,7 @@ import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 
-from ._calls import check_timeout
+from ._calls import check_timeout, fn_name
 from ._loops import (
     adopt_context,
     await_fn,
@@ -565,7 +565,7 @@ class Runner:
         try:
             if loop.stop.is_set():
                 raise RuntimeError(f"{self!r} is closed; create a new concur.Runner")
-            loop.tg.start_soon(_run_call, loop, job, name=f"{self._name}:{_fn_name(job.fn)}")
+            loop.tg.start_soon(_run_call, loop, job, name=f"{self._name}:{fn_name(job.fn)}")
             loop.active += 1
         except BaseException as exc:
             job.settle_exception(exc)
@@ -646,10 +646,6 @@ def _start(thread: threading.Thread, started: concurrent.futures.Future[_LoopSta
             interrupted = True
         else:
             return interrupted
-
-
-def _fn_name(fn: object) -> str:
-    return str(getattr(fn, "__qualname__", None) or type(fn).__qualname__)
 
 
 async def _run_call(loop: _LoopState, job: _Call[T]) -> None:

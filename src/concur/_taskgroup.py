@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 import math
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import Token
 from types import CoroutineType, TracebackType
-from typing import Any, Self, TypeGuard, TypeVar, cast, final
+from typing import Any, Literal, Self, TypeGuard, TypeVar, TypeVarTuple, cast, final, overload
 
 import anyio
 import anyio.abc
 
 from ._calls import (
     Settings,
-    _run_in_thread,  # pyright: ignore[reportPrivateUsage]
+    ThreadCall,
     check_callable,
     derive_settings,
+    fn_name,
     is_async_callable,
+    prepare_thread_call,
+    run_thread_call,
     settings_var,
 )
 from ._groups import guard_coro, is_cancellation
@@ -27,16 +31,28 @@ from ._handoff import Policy
 __all__ = ["TaskGroup"]
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 @final
-class TaskGroup:
+class TaskGroup(anyio.abc.TaskGroup):
     """A task group whose tasks may be async functions, sync functions or coroutines.
 
     An async context manager over :func:`anyio.create_task_group`, with anyio's and trio's
     semantics: the body and every task must finish before the block is left; the first
     task to fail cancels all the others (fail-fast), async and sync alike, and the group
     raises an :class:`ExceptionGroup` of the failures.
+
+    It is an :class:`anyio.abc.TaskGroup`, so anyio APIs that take a task group accept it
+    (``listener.serve(handler, task_group=tg)``): :meth:`start_soon`, :meth:`create_task`
+    and :meth:`start` keep anyio's signatures and semantics (coroutine functions and
+    coroutine objects only), run in the group's ambient settings, and are not bounded by
+    the group's per-call *timeout*. Sync functions go through :meth:`spawn` only.
+
+    A task's ``KeyboardInterrupt`` or ``SystemExit`` is caught in that task (on asyncio it
+    would otherwise escape the event loop), cancels the group, and is raised in the
+    group's ``BaseExceptionGroup``, as anyio and trio do; the task's handle reports it
+    cancelled.
 
     Args:
         name: names the group; it prefixes the names of its tasks (``"name.task"``).
@@ -100,9 +116,13 @@ class TaskGroup:
         return self._name
 
     @property
-    def cancel_scope(self) -> anyio.CancelScope:
+    def cancel_scope(self) -> anyio.CancelScope:  # pyright: ignore[reportIncompatibleVariableOverride]
         """The group's cancel scope (anyio's)."""
         return self._active().cancel_scope
+
+    @cancel_scope.setter
+    def cancel_scope(self, value: anyio.CancelScope) -> None:  # pyright: ignore[reportIncompatibleVariableOverride]
+        raise AttributeError("a TaskGroup's cancel_scope cannot be replaced")
 
     async def __aenter__(self) -> Self:
         if self._tg is not None:
@@ -127,7 +147,9 @@ class TaskGroup:
         self._token = settings_var.set(self._settings)
         return self
 
-    async def __aexit__(
+    # ``bool | None``, not anyio's ``bool``: pyright reads ``bool`` as "may swallow the
+    # body's exception" and would call every name the body binds "possibly unbound" after it
+    async def __aexit__(  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -165,7 +187,7 @@ class TaskGroup:
         if name is None:
             if self._name is None:
                 return None
-            name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+            name = fn_name(fn)
         if self._name is None:
             return name
         return f"{self._name}.{name}"
@@ -177,6 +199,21 @@ class TaskGroup:
         ctx = contextvars.copy_context()
         ctx.run(settings_var.set, cast(Settings, settings))
         return ctx
+
+    @overload
+    def spawn(
+        self, fn: Coroutine[Any, Any, T], /, *, name: object = None
+    ) -> anyio.TaskHandle[T]: ...
+
+    @overload
+    def spawn(
+        self, fn: Callable[[*Ts], Awaitable[T]], /, *args: *Ts, name: object = None
+    ) -> anyio.TaskHandle[T]: ...
+
+    @overload
+    def spawn(
+        self, fn: Callable[[*Ts], T], /, *args: *Ts, name: object = None
+    ) -> anyio.TaskHandle[T]: ...
 
     def spawn(
         self,
@@ -203,6 +240,7 @@ class TaskGroup:
         tg = self._active()
         timeout = self._spawn_timeout
         coro: Coroutine[Any, Any, Any]
+        job: ThreadCall | None = None
         if _is_coroutine(fn):
             if args:
                 fn.close()
@@ -221,7 +259,9 @@ class TaskGroup:
         else:
             check_callable(fn, "spawn")
             settings = cast(Settings, self._settings)
-            coro = _thread_task(cast("Callable[..., T]", fn), args, settings, timeout)
+            # handed off now, so that a handoff warning points at the spawn() line
+            job = prepare_thread_call(cast("Callable[..., T]", fn), args, settings.handoff)
+            coro = _thread_task(job, settings, timeout)
         task_name = self._task_name(fn, name)
         if task_name is None:
             task_name = _coro_name(coro)  # anyio would name the task after the guard
@@ -230,42 +270,101 @@ class TaskGroup:
             return tg.create_task(guarded, name=task_name, context=self._context())
         except BaseException:
             coro.close()  # anyio closed the guard, which never started: close this too
+            if job is not None:
+                job.discard()  # and run the handoff cleanups the thread call owed
             raise
+
+    def create_task(
+        self,
+        coro: Coroutine[Any, Any, T],
+        *,
+        name: object = None,
+        context: contextvars.Context | None = None,
+    ) -> anyio.TaskHandle[T]:
+        """Start the coroutine object *coro* as a task, as :meth:`anyio.abc.TaskGroup.create_task`.
+
+        The task runs in the group's ambient settings (in a copy of *context*, if given)
+        and is not bounded by the group's *timeout*. :meth:`start_soon` goes through here.
+
+        Raises:
+            TypeError: *coro* is not a coroutine object.
+            RuntimeError: the group is not active (*coro* is closed).
+        """
+        tg = self._active()
+        if not _is_coroutine(coro):
+            if inspect.iscoroutine(coro):
+                pass  # a coroutine of another type (a Cython one, say)
+            else:
+                raise TypeError(
+                    f"create_task() takes a coroutine object, got {type(coro).__name__}; "
+                    f"for a function, use start_soon(fn, *args) or spawn(fn, *args)"
+                )
+        if context is None:
+            context = self._context()
+        else:
+            context = context.copy()
+            context.run(settings_var.set, cast(Settings, self._settings))
+        return tg.create_task(
+            guard_coro(coro, self._interrupted),
+            name=_coro_name(coro) if name is None else name,
+            context=context,
+        )
+
+    @overload
+    async def start(
+        self,
+        func: Callable[..., Coroutine[Any, Any, Any]],
+        *args: object,
+        name: object = None,
+        return_handle: Literal[False] = ...,
+    ) -> Any: ...
+
+    @overload
+    async def start(
+        self,
+        func: Callable[..., Coroutine[Any, Any, T]],
+        *args: object,
+        name: object = None,
+        return_handle: Literal[True],
+    ) -> anyio.TaskHandle[T, Any]: ...
 
     async def start(
         self,
-        fn: Callable[..., Awaitable[Any]],
-        /,
+        func: Callable[..., Coroutine[Any, Any, Any]],
         *args: object,
         name: object = None,
+        return_handle: Literal[False, True] = False,
     ) -> Any:
-        """Start an async *fn* and wait until it calls ``task_status.started()``.
+        """Start an async *func* and wait until it calls ``task_status.started()``.
 
-        As :meth:`anyio.abc.TaskGroup.start`: *fn* must accept a ``task_status`` keyword;
-        the value it passes to ``started()`` is returned. The group's ``timeout`` does not
-        apply.
+        As :meth:`anyio.abc.TaskGroup.start`: *func* must accept a ``task_status`` keyword;
+        the value it passes to ``started()`` is returned (with ``return_handle=True``, a
+        :class:`anyio.TaskHandle` holding it as ``start_value``). The task runs in the
+        group's ambient settings; the group's ``timeout`` does not apply.
 
-        Cancellation: if the caller is cancelled before *fn* reports it started, *fn* is
-        cancelled too and the cancellation propagates.
+        Cancellation: if the caller is cancelled before *func* reports it started, *func*
+        is cancelled too and the cancellation propagates.
         """
         tg = self._active()
-        if not is_async_callable(fn):
-            check_callable(fn, "start")
-            raise TypeError(f"start() needs an async function taking task_status=, got {fn!r}")
+        if not is_async_callable(func):
+            check_callable(func, "start")
+            raise TypeError(f"start() needs an async function taking task_status=, got {func!r}")
         # the started task copies the caller's context: put the group's settings in it
         token = settings_var.set(cast(Settings, self._settings))
         try:
             return await tg.start(
-                cast("Callable[..., Coroutine[Any, Any, Any]]", fn),
-                *args,
-                name=self._task_name(fn, name),
+                func, *args, name=self._task_name(func, name), return_handle=return_handle
             )
         finally:
             settings_var.reset(token)
 
-    def cancel(self) -> None:
-        """Cancel every task of the group, and the body (as ``cancel_scope.cancel()``)."""
-        self._active().cancel_scope.cancel()
+    def cancel(self, reason: str | None = None) -> None:
+        """Cancel every task of the group, and the body (as ``cancel_scope.cancel()``).
+
+        Args:
+            reason: a message describing why, kept by anyio's cancel scope.
+        """
+        self._active().cancel_scope.cancel(reason)
 
 
 def _coro_name(coro: Coroutine[Any, Any, Any]) -> str:
@@ -294,11 +393,9 @@ async def _timed_call(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], ti
         return await fn(*args)
 
 
-async def _thread_task(
-    fn: Callable[..., T], args: tuple[Any, ...], settings: Settings, timeout: float | None
-) -> T:
+async def _thread_task(job: ThreadCall, settings: Settings, timeout: float | None) -> Any:
     limiter = settings.current_limiter()
     if timeout is None:
-        return await _run_in_thread(fn, args, limiter, settings.handoff, False)
+        return await run_thread_call(job, limiter, False)
     with anyio.fail_after(timeout):
-        return await _run_in_thread(fn, args, limiter, settings.handoff, False)
+        return await run_thread_call(job, limiter, False)

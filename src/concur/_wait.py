@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast, final
+from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast, final, overload
 
 import anyio
 import attrs
@@ -84,9 +84,14 @@ def _check_jobs(jobs: tuple[object, ...], where: str) -> None:
     for i, job in enumerate(jobs):
         if not (inspect.iscoroutine(job) or callable(job)):
             _close_jobs(jobs)
+            shown = f"{type(job).__name__} {job!r}"
+            hint = ""
+            if isinstance(job, (list, tuple, set)):
+                _close_jobs(cast("Iterable[object]", job))  # no "never awaited" warnings
+                hint = f"; to pass a list of jobs, unpack it: {where}(*jobs)"
             raise TypeError(
                 f"{where}() takes coroutine objects or zero-argument callables as jobs; "
-                f"job {i} is {type(job).__name__} {job!r}"
+                f"job {i} is {shown}{hint}"
             )
 
 
@@ -136,10 +141,19 @@ async def _run_jobs(
         _close_jobs(it)  # the jobs that never started
 
 
+@overload
 async def gather(
-    *jobs: Coroutine[Any, Any, T] | Callable[[], Awaitable[T]] | Callable[[], T],
-    limit: int | None = None,
-) -> list[T]:
+    *jobs: Coroutine[Any, Any, T] | Callable[[], Awaitable[T]], limit: int | None = None
+) -> list[T]: ...
+
+
+@overload
+async def gather(*jobs: Callable[[], T], limit: int | None = None) -> list[T]: ...
+
+
+async def gather(
+    *jobs: Coroutine[Any, Any, Any] | Callable[[], Any], limit: int | None = None
+) -> list[Any]:
     """Run *jobs* concurrently and return their results in job order.
 
     A job is a coroutine object, or a zero-argument callable, async or sync (sync jobs run
@@ -177,10 +191,19 @@ async def gather(
     return await _run_jobs(_invoke, jobs, limit)
 
 
+@overload
 async def gather_settled(
-    *jobs: Coroutine[Any, Any, T] | Callable[[], Awaitable[T]] | Callable[[], T],
-    limit: int | None = None,
-) -> list[Outcome[T]]:
+    *jobs: Coroutine[Any, Any, T] | Callable[[], Awaitable[T]], limit: int | None = None
+) -> list[Outcome[T]]: ...
+
+
+@overload
+async def gather_settled(*jobs: Callable[[], T], limit: int | None = None) -> list[Outcome[T]]: ...
+
+
+async def gather_settled(
+    *jobs: Coroutine[Any, Any, Any] | Callable[[], Any], limit: int | None = None
+) -> list[Outcome[Any]]:
     """Run *jobs* concurrently and return the outcome of each, in job order.
 
     Like :func:`gather`, but a job's failure does not cancel the others and is not
@@ -223,10 +246,19 @@ def _check_race(jobs: tuple[object, ...], timeout: object, where: str) -> None:
         raise
 
 
+@overload
 async def race(
-    *jobs: Coroutine[Any, Any, T] | Callable[[], Awaitable[T]] | Callable[[], T],
-    timeout: float | None = None,
-) -> T:
+    *jobs: Coroutine[Any, Any, T] | Callable[[], Awaitable[T]], timeout: float | None = None
+) -> T: ...
+
+
+@overload
+async def race(*jobs: Callable[[], T], timeout: float | None = None) -> T: ...
+
+
+async def race(
+    *jobs: Coroutine[Any, Any, Any] | Callable[[], Any], timeout: float | None = None
+) -> Any:
     """Run *jobs* concurrently and return the outcome of the first one to finish.
 
     The first job to finish decides: its value is returned, or its exception is raised
@@ -250,7 +282,7 @@ async def race(
     finished, and propagates.
     """
     _check_race(jobs, timeout, "race")
-    outcome: list[Outcome[T]] = []
+    outcome: list[Outcome[Any]] = []
     it = iter(jobs)
 
     async def runner(tg: CallGroup) -> None:
@@ -279,10 +311,19 @@ async def race(
     return outcome[0].unwrap()
 
 
+@overload
 async def first_success(
-    *jobs: Coroutine[Any, Any, T] | Callable[[], Awaitable[T]] | Callable[[], T],
-    timeout: float | None = None,
-) -> T:
+    *jobs: Coroutine[Any, Any, T] | Callable[[], Awaitable[T]], timeout: float | None = None
+) -> T: ...
+
+
+@overload
+async def first_success(*jobs: Callable[[], T], timeout: float | None = None) -> T: ...
+
+
+async def first_success(
+    *jobs: Coroutine[Any, Any, Any] | Callable[[], Any], timeout: float | None = None
+) -> Any:
     """Run *jobs* concurrently and return the first successful value.
 
     Failures are set aside while other jobs run. When a job succeeds, the others are
@@ -307,7 +348,7 @@ async def first_success(
     """
     _check_race(jobs, timeout, "first_success")
     errors: list[Exception | None] = [None] * len(jobs)
-    winner: list[T] = []
+    winner: list[Any] = []
     it = iter(enumerate(jobs))
 
     async def runner(tg: CallGroup) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import anyio
@@ -535,3 +537,58 @@ def test_import_concur_is_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+# --- where the warning points (issue 10, item 2) ------------------------------------------------
+
+
+def _line_of(marker: str) -> int:
+    source = Path(__file__).read_text().splitlines()
+    return next(i for i, line in enumerate(source, 1) if line.rstrip().endswith(marker))
+
+
+async def test_the_warning_for_a_spawned_sync_task_points_at_the_spawn_line() -> None:
+    """A list handed to a spawned sync task warns at the user's spawn() call, not in anyio."""
+    with pytest.warns(concur.UnsafeHandoffWarning) as record:
+        async with concur.TaskGroup() as tg:
+            tg.spawn(len, [1, 2, 3])  # <- spawn line
+    (warning,) = record.list
+    assert warning.filename == __file__
+    assert warning.lineno == _line_of("# <- spawn line")
+
+
+async def test_the_warning_for_to_thread_call_and_map_points_at_the_users_line() -> None:
+    """The same for to_thread and call."""
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        await concur.to_thread(len, [1])  # <- to_thread line
+        await concur.call(len, [1])  # <- call line
+    assert [(w.category, w.filename, w.lineno) for w in record] == [
+        (concur.UnsafeHandoffWarning, __file__, _line_of("# <- to_thread line")),
+        (concur.UnsafeHandoffWarning, __file__, _line_of("# <- call line")),
+    ]
+
+
+async def test_a_spawned_sync_task_cancelled_before_its_thread_runs_its_cleanups() -> None:
+    """Handed off at spawn time, a call the group cancels before its thread runs cleans up."""
+    limiter = anyio.CapacityLimiter(1)
+    loop_thread = threading.current_thread().name
+    events.clear()
+    # the only token is taken: the spawned call waits for it
+    async with limiter, concur.TaskGroup(limiter=limiter) as tg:
+        tg.spawn(identity, Resource())
+        assert events == ["open"]  # handed off at the spawn() call
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel()
+    assert events == ["open", f"close in {loop_thread}"]
+
+
+async def test_a_spawn_into_a_finished_group_runs_its_cleanups() -> None:
+    """A sync spawn refused by a finished group runs the cleanups it owed at once."""
+    events.clear()
+    async with concur.TaskGroup() as tg:
+        pass
+    with pytest.raises(RuntimeError):
+        tg.spawn(identity, Resource())
+    assert events[0] == "open"
+    assert events[1].startswith("close")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import gc
 import threading
@@ -470,3 +471,98 @@ def test_an_interrupt_in_a_task_reaches_the_caller_in_a_group(
     assert isinstance(group, BaseExceptionGroup)
     assert [type(e) for e in group.exceptions] == [kind]
     assert sibling_cancelled == [True]
+
+
+# --- an anyio task group (issue 10, item 5) -----------------------------------------------------
+
+
+async def test_a_concur_group_is_an_anyio_task_group() -> None:
+    """isinstance holds, and anyio's own APIs take it: a real TCP listener serves into it."""
+    received: list[bytes] = []
+    served = anyio.Event()
+
+    async def handler(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            received.append(await stream.receive())
+            served.set()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, concur.TaskGroup() as tg:
+        assert isinstance(tg, anyio.abc.TaskGroup)
+        tg.start_soon(listener.serve, handler, tg)
+        async with await anyio.connect_tcp("127.0.0.1", port) as client:
+            await client.send(b"hello")
+            await served.wait()
+        tg.cancel()
+    assert received == [b"hello"]
+
+
+async def test_start_soon_and_create_task_run_in_the_ambient_settings_unbounded() -> None:
+    """They see the group's limiter; the group's per-call timeout does not bound them."""
+    limiter = anyio.CapacityLimiter(3)
+    seen: list[object] = []
+    release = anyio.Event()
+
+    async def task() -> str:
+        seen.append(concur.scope().settings.limiter)
+        await release.wait()  # longer than the per-call timeout of spawn
+        return "done"
+
+    async with concur.TaskGroup(limiter=limiter, timeout=0.01) as tg:
+        tg.start_soon(task)
+        handle = tg.create_task(task())
+        other = tg.create_task(task(), context=contextvars.copy_context())
+        await anyio.sleep(0.05)
+        release.set()
+    assert seen == [limiter, limiter, limiter]
+    assert handle.return_value == other.return_value == "done"
+
+
+async def test_start_soon_refuses_a_sync_function_as_anyio_does() -> None:
+    """Sync functions go through spawn only: start_soon raises anyio's TypeError."""
+    async with concur.TaskGroup() as tg:
+        with pytest.raises(TypeError, match="coroutine"):
+            tg.start_soon(len, [])  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="create_task"):
+            tg.create_task(len)  # type: ignore[arg-type]
+
+
+async def test_start_with_return_handle() -> None:
+    """start(..., return_handle=True) returns a handle with the start value, as anyio's."""
+
+    async def service(*, task_status: anyio.abc.TaskStatus[int]) -> str:
+        task_status.started(7)
+        await anyio.lowlevel.checkpoint()
+        return "ended"
+
+    async with concur.TaskGroup() as tg:
+        handle = await tg.start(service, return_handle=True)
+        assert handle.start_value == 7
+    assert handle.return_value == "ended"
+
+
+async def test_cancel_takes_a_reason() -> None:
+    """cancel(reason) as anyio's: the group ends, the body's wait is cancelled."""
+    async with concur.TaskGroup() as tg:
+        tg.spawn(anyio.sleep_forever)
+        tg.cancel("enough")
+        await anyio.sleep_forever()
+    assert tg.cancel_scope.cancelled_caught
+
+
+async def test_a_partial_task_is_named_after_its_function() -> None:
+    """A spawned partial in a named group is named "group.function", not its repr."""
+    async with concur.TaskGroup(name="fan") as tg:
+        event = threading.Event()
+        event.set()
+        handle = tg.spawn(functools.partial(wait_thread_event, event))
+        thread_handle = tg.spawn(functools.partial(int, "3"))
+    assert handle.name == "fan.wait_thread_event"
+    assert thread_handle.name == "fan.int"
+
+
+async def test_worker_threads_are_named_concur_worker() -> None:
+    """On both backends the thread running a call is named "concur worker...", not "claimed"."""
+    name = await concur.to_thread(lambda: threading.current_thread().name)
+    assert name.startswith("concur worker")

@@ -1009,3 +1009,13 @@ async def test_map_async_amap_and_streams_map_keep_input_order_by_default() -> N
         async with anyio.create_task_group() as tg:
             tg.start_soon(release_backwards)
             assert await run() == [0, 1, 4]
+
+
+@pytest.mark.parametrize("helper", [concur.gather, concur.gather_settled, concur.race])
+async def test_a_list_of_coroutines_is_refused_and_closed(helper: Any) -> None:
+    """gather([c1, c2]) says to unpack the list, and closes its coroutines (no warning)."""
+    c1, c2 = value(1), value(2)
+    with pytest.raises(TypeError, match=r"unpack it: \w+\(\*jobs\)"):
+        await helper([c1, c2])
+    assert c1.cr_frame is None
+    assert c2.cr_frame is None

@@ -64,6 +64,7 @@ async def run_in_thread(
     result = await trio.to_thread.run_sync(
         claimed,
         abandon_on_cancel=abandon_on_cancel,
+        thread_name="concur worker",  # as on asyncio; trio's default names it "claimed ..."
         limiter=limiter,  # type: ignore[arg-type]  # anyio's limiter speaks trio's protocol
     )
     if not abandon_on_cancel:
