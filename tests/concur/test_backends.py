@@ -132,3 +132,9 @@ async def test_no_call_is_lost_when_idle_workers_retire(
             with anyio.fail_after(5):
                 jobs = [functools.partial(int, j) for j in range(4)]
                 assert await concur.gather(*jobs) == [0, 1, 2, 3]
+
+
+async def test_worker_threads_are_named_concur_worker() -> None:
+    """On both fast paths the thread running a call is named "concur worker...", not "claimed"."""
+    name = await concur.to_thread(lambda: threading.current_thread().name)
+    assert name.startswith("concur worker")

@@ -560,9 +560,3 @@ async def test_a_partial_task_is_named_after_its_function() -> None:
         thread_handle = tg.spawn(functools.partial(int, "3"))
     assert handle.name == "fan.wait_thread_event"
     assert thread_handle.name == "fan.int"
-
-
-async def test_worker_threads_are_named_concur_worker() -> None:
-    """On both backends the thread running a call is named "concur worker...", not "claimed"."""
-    name = await concur.to_thread(lambda: threading.current_thread().name)
-    assert name.startswith("concur worker")
