@@ -230,6 +230,8 @@ def _hand(value: object, policy: Policy, cleanups: list[Cleanup]) -> object:
         return handed
     if kind is _Kind.CONTAINER:
         items: Any = value
+        if _FAST.issuperset(map(type, items)):
+            return value  # the common case, a tuple of primitives: one C loop of type checks
         new = [_hand(item, policy, cleanups) for item in items]
         if all(a is b for a, b in zip(new, items, strict=True)):
             return value
