@@ -421,14 +421,26 @@ def _features(args: argparse.Namespace) -> int:
 
 def _why_nothing(report: SelectionReport, target: str) -> str:
     """The notice for an empty selection: what the candidates lacked."""
+    selection = report.selection
     candidates = sum(run.columns for run in report.generators)
+    unsupported = len(selection.unsupported)
     if candidates == 0:
         return "nothing selected: the generators made no candidate features"
+    if not selection.scores:
+        return (
+            f"nothing selected: none of the {candidates} candidate features shares enough "
+            f"rows with {target!r} to be scored (lags and rolling windows are empty in each "
+            "series' first rows; more rows help)"
+        )
+    unscored = f"; {unsupported} more had too few rows to be scored" if unsupported else ""
+    if selection.chance is not None:
+        return (
+            f"nothing selected: none of the {len(selection.scores)} scored features beat "
+            f"chance for {target!r} (chance level {selection.chance:.4f}){unscored}"
+        )
     return (
-        f"nothing selected: none of the {candidates} candidate features scored above the "
-        f"selector's minimum for {target!r}; a score needs rows where both the feature and "
-        "the target have values and vary together (lags and rolling windows are empty in "
-        "each series' first rows)"
+        f"nothing selected: none of the {len(selection.scores)} scored features scored above "
+        f"the selector's minimum for {target!r}{unscored}"
     )
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -30,7 +32,7 @@ def _fails(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     return lines[-1]
 
 
-def _succeeds(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[dict[str, list], str]:  # type: ignore[type-arg]
+def _succeeds(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[dict[str, Any], str]:
     """Run ``concur features ARGS --format json``; its JSON document and its stderr."""
     assert main(["features", *args, "--format", "json"]) == 0
     captured = capsys.readouterr()
@@ -104,6 +106,21 @@ def test_an_empty_selection_gets_a_notice(
     assert document["selected"] == []
     notice = err.strip().splitlines()[-1]
     assert notice.startswith(PREFIX + "nothing selected: none of the 11 candidate features")
+    assert "shares enough rows with 'y' to be scored" in notice
+
+
+def test_a_selection_below_chance_gets_a_notice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Mutual information on a target independent of the features: the notice says chance."""
+    rng = random.Random(4)
+    rows = "".join(f"{rng.gauss(0, 1):.4f},{rng.gauss(0, 1):.4f}\n" for _ in range(300))
+    path = _csv(tmp_path, "x,y\n" + rows)
+    document, err = _succeeds(capsys, path, "--target", "y", "--selector", "mutual-info")
+    assert document["selected"] == []
+    notice = err.strip().splitlines()[-1]
+    assert notice.startswith(PREFIX + "nothing selected: none of the ")
+    assert "scored features beat chance for 'y' (chance level " in notice
 
 
 @pytest.mark.parametrize(
