@@ -40,6 +40,7 @@ def test_anyio_reexports_are_anyios_own() -> None:
         "get_cancelled_exc_class",
         "create_memory_object_stream",
         "TaskCancelled",
+        "TaskFailed",
         "FutureCancelled",
         "get_current_task",
     ):

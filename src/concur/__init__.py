@@ -14,6 +14,7 @@ from anyio import FutureCancelled as FutureCancelled
 from anyio import Lock as Lock
 from anyio import Semaphore as Semaphore
 from anyio import TaskCancelled as TaskCancelled
+from anyio import TaskFailed as TaskFailed
 from anyio import TaskHandle as TaskHandle
 from anyio import create_memory_object_stream as create_memory_object_stream
 from anyio import fail_after as fail_after
@@ -63,6 +64,7 @@ __all__ = (
     "Runner",
     "Semaphore",
     "TaskCancelled",
+    "TaskFailed",
     "TaskGroup",
     "TaskHandle",
     "UnsafeHandoffError",

@@ -49,10 +49,10 @@ class TaskGroup(anyio.abc.TaskGroup):
     coroutine objects only), run in the group's ambient settings, and are not bounded by
     the group's per-call *timeout*. Sync functions go through :meth:`spawn` only.
 
-    A task's ``KeyboardInterrupt`` or ``SystemExit`` is caught in that task (on asyncio it
-    would otherwise escape the event loop), cancels the group, and is raised in the
-    group's ``BaseExceptionGroup``, as anyio and trio do; the task's handle reports it
-    cancelled.
+    A task's ``KeyboardInterrupt`` or ``SystemExit`` cancels the group and is raised in the
+    group's ``BaseExceptionGroup``, as anyio and trio do, on both backends. On asyncio it is
+    caught in the task that raised it (it would otherwise escape the event loop), so that
+    task's handle reports it cancelled; on trio the handle holds it as its exception.
 
     Args:
         name: names the group; it prefixes the names of its tasks (``"name.task"``).
@@ -75,6 +75,7 @@ class TaskGroup(anyio.abc.TaskGroup):
     """
 
     __slots__ = (
+        "_guard",
         "_interrupts",
         "_name",
         "_options",
@@ -109,6 +110,7 @@ class TaskGroup(anyio.abc.TaskGroup):
         self._tg: anyio.abc.TaskGroup | None = None
         self._token: Token[Settings] | None = None
         self._interrupts: list[BaseException] = []
+        self._guard = False
 
     @property
     def name(self) -> str | None:
@@ -142,6 +144,10 @@ class TaskGroup(anyio.abc.TaskGroup):
         # math.inf: no per-call bound here, whatever an enclosing scope says
         self._spawn_timeout = None if spawn_timeout == math.inf else spawn_timeout
         tg = anyio.create_task_group()
+        # On asyncio a task's KeyboardInterrupt or SystemExit escapes the event loop unless
+        # the task catches it: guard each task there. trio's nursery delivers it to the
+        # group itself (the task's handle then holds it as its exception).
+        self._guard = type(tg).__module__.endswith("_asyncio")
         await tg.__aenter__()
         self._tg = tg
         self._token = settings_var.set(self._settings)
@@ -265,7 +271,7 @@ class TaskGroup(anyio.abc.TaskGroup):
         task_name = self._task_name(fn, name)
         if task_name is None:
             task_name = _coro_name(coro)  # anyio would name the task after the guard
-        guarded = guard_coro(coro, self._interrupted)
+        guarded = guard_coro(coro, self._interrupted) if self._guard else coro
         try:
             return tg.create_task(guarded, name=task_name, context=self._context())
         except BaseException:
@@ -305,7 +311,7 @@ class TaskGroup(anyio.abc.TaskGroup):
             context = context.copy()
             context.run(settings_var.set, cast(Settings, self._settings))
         return tg.create_task(
-            guard_coro(coro, self._interrupted),
+            guard_coro(coro, self._interrupted) if self._guard else coro,
             name=_coro_name(coro) if name is None else name,
             context=context,
         )
