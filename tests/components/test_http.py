@@ -227,7 +227,7 @@ async def test_runs_alongside_thread_generators_in_the_runner(server: _Server) -
         pl.DataFrame({"entity": [1, 2, 3, 1], "x": [1.0, 2.0, 3.0, 4.0], "y": [1, 2, 3, 1]}),
         target="y",
         generators=[HttpLookupFeatures(url=server.url + "/lookup/{key}"), LagFeatures()],
-        selector=CorrelationSelector(),
+        selector=CorrelationSelector(min_rows=2),
         k=3,
     )
     kinds = {run.name: run.kind for run in report.generators}

@@ -25,6 +25,8 @@ def test_as_dict_is_the_documented_json_shape() -> None:
     """as_dict() gives the selected names with scores and each generator's summary."""
     assert _report().as_dict() == {
         "selected": [{"name": "lag__x_lag_1", "score": 0.75}],
+        "unsupported": 0,
+        "chance": None,
         "generators": [
             {"name": "lag", "kind": "thread", "seconds": 0.5, "outcome": "ok"},
             {"name": "<web>", "kind": "async", "seconds": 0.1, "outcome": "error"},

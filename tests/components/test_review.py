@@ -208,7 +208,7 @@ def test_json_is_one_document_after_the_fixes(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert set(document) == {"selected", "generators"}
+    assert set(document) == {"selected", "unsupported", "chance", "generators"}
     assert {g["name"] for g in document["generators"]} == {"lag", "rolling", "interaction", "sql"}
     assert not any(
         "__e_" in item["name"] or "__t_" in item["name"] for item in document["selected"]

@@ -87,7 +87,11 @@ async def test_mixed_sync_and_async_generators_run_and_are_prefixed() -> None:
     """Sync and async generators both run; bare names get the prefix, prefixed ones keep it."""
     sync, asyn = _Double(), _Async()
     report = await select_best_features(
-        _frame(), target="y", generators=[sync, asyn], selector=CorrelationSelector(), k=5
+        _frame(),
+        target="y",
+        generators=[sync, asyn],
+        selector=CorrelationSelector(min_rows=2),
+        k=5,
     )
     assert sync.seen == [["x"]]  # the target never reaches a generator
     assert set(report.selection.scores) == {"double__x2", "double__x1", "async__neg"}
@@ -288,7 +292,7 @@ def test_sync_twin_runs_from_plain_sync_code() -> None:
             _frame(),
             target="y",
             generators=[_Double()],
-            selector=CorrelationSelector(),
+            selector=CorrelationSelector(min_rows=2),
             k=1,
             backend=backend,  # type: ignore[arg-type]
         )
@@ -309,7 +313,11 @@ async def test_sync_twin_works_from_a_worker_thread() -> None:
 
     def in_thread() -> tuple[str, ...]:
         report = select_best_features_sync(
-            _frame(), target="y", generators=[_Double()], selector=CorrelationSelector(), k=1
+            _frame(),
+            target="y",
+            generators=[_Double()],
+            selector=CorrelationSelector(min_rows=2),
+            k=1,
         )
         return report.selection.names
 
