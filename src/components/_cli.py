@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument(
         "--selector", choices=("correlation", "mutual-info"), default="correlation"
     )
+    features.add_argument(
+        "--min-rows",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="the fewest rows a feature must share with the target to be scored "
+        "(default: the larger of 30 and 10%% of the target's rows)",
+    )
     features.add_argument("--entity", metavar="COL", help="the entity column of PATH")
     features.add_argument("--order", metavar="COL", help="the column ordering rows of PATH")
     features.add_argument(
@@ -308,7 +316,9 @@ def _components(
     if args.autoregressive or not has_features:
         generators.append(AutoregressiveFeatures(target=args.target, **keys))
     selector: FeatureSelector = (
-        CorrelationSelector() if args.selector == "correlation" else MutualInformationSelector()
+        CorrelationSelector(min_rows=args.min_rows)
+        if args.selector == "correlation"
+        else MutualInformationSelector(min_rows=args.min_rows)
     )
     return generators, selector
 
@@ -324,12 +334,14 @@ async def _run(
 
     from ._runner import progress_hook, select_best_features
 
+    console = Console(stderr=True)
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}", markup=False),
         BarColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=console,
+        disable=not console.is_terminal,  # bars on a terminal only: a pipe gets none
     )
     tasks = [progress.add_task(f"{g.name}: waiting", total=1, start=False) for g in generators]
 

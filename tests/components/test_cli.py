@@ -53,7 +53,7 @@ def test_json_on_the_built_in_data_is_one_document_on_stdout() -> None:
     result = _run("--rows", ROWS, "--format", "json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert set(document) == {"selected", "generators"}
+    assert set(document) == {"selected", "unsupported", "chance", "generators"}
     names = [item["name"] for item in document["selected"]]
     assert len(names) == 20
     assert set(PLANTED_FEATURES) <= set(names)
@@ -105,9 +105,30 @@ def test_a_csv_file_without_keys(tmp_path: Path) -> None:
     pl.DataFrame(
         {"a": [1.0, 2.0, 3.0, 5.0, 8.0], "b": [1, 0, 1, 0, 1], "y": [2, 4, 6, 9, 17]}
     ).write_csv(path)
-    result = _run(str(path), "--target", "y", "--k", "2", "--format", "json")
+    result = _run(str(path), "--target", "y", "--k", "2", "--format", "json", "--min-rows", "2")
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["selected"]) == 2
+
+
+def test_min_rows_reaches_the_selector(tmp_path: Path) -> None:
+    """--min-rows above the file's rows leaves every candidate unscored, and says so."""
+    path = tmp_path / "small.csv"
+    pl.DataFrame(
+        {"a": [1.0, 2.0, 3.0, 5.0, 8.0], "b": [1, 0, 1, 0, 1], "y": [2, 4, 6, 9, 17]}
+    ).write_csv(path)
+    result = _run(str(path), "--target", "y", "--format", "json", "--min-rows", "50")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["selected"] == []
+    assert document["unsupported"] > 0
+
+
+def test_no_progress_bars_when_stderr_is_not_a_terminal() -> None:
+    """Piped stderr (CI, a test) carries notices only: no bars, no "running" lines."""
+    result = _run("--rows", ROWS, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert "running" not in result.stderr
+    assert "━" not in result.stderr
 
 
 def test_missing_file() -> None:
