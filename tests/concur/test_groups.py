@@ -68,10 +68,13 @@ async def test_a_users_helper_gets_the_rule() -> None:
     async def fail() -> None:
         raise Boom
 
-    with pytest.raises(Boom):
+    async def helper() -> None:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(fail)
                 tg.start_soon(anyio.sleep_forever)
         except BaseExceptionGroup as group:
             raise concur.collapse(group) from None
+
+    with pytest.raises(Boom):
+        await helper()
