@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="also print one JSON line")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP scenario")
     args = parser.parse_args(argv)
-    rows = args.rows or (200_000 if args.quick else components.DEFAULT_ROWS)
+    rows = args.rows or (200_000 if args.quick else 1_000_000)
     rounds = args.rounds or (3 if args.quick else 7)
     cpus = _cpus()
     print(
