@@ -109,6 +109,23 @@ async def _invoke(job: Job[T]) -> T:
     return await call(cast("Callable[[], T]", job))
 
 
+async def _failures_of(call: Awaitable[T]) -> T:
+    """Await *call*; a group of its failures and cancellations becomes its failures.
+
+    A job that fails while ``race``/``first_success`` cancels it (a loser) may raise, on
+    trio, ``BaseExceptionGroup[failure..., Cancelled]``: its failures are the job's
+    outcome, and the cancellation is the helper's own, which it is ending anyway. An
+    interrupt (``KeyboardInterrupt``, ``SystemExit``) propagates.
+    """
+    try:
+        return await call
+    except BaseExceptionGroup as group:
+        failures, _ = group.split(Exception)
+        if failures is None or first_interrupt(group) is not None:
+            raise
+        raise failures from None
+
+
 async def _settle(job: Job[T]) -> Outcome[T]:
     try:
         return Ok(await _invoke(job))
@@ -288,7 +305,7 @@ async def race(
     async def runner(tg: CallGroup) -> None:
         job = next(it)
         try:
-            value = await _invoke(job)
+            value = await _failures_of(_invoke(job))
         except Exception as exc:
             if not outcome:
                 outcome.append(Err(exc))
@@ -354,7 +371,7 @@ async def first_success(
     async def runner(tg: CallGroup) -> None:
         i, job = next(it)
         try:
-            value = await _invoke(job)
+            value = await _failures_of(_invoke(job))
         except Exception as exc:
             errors[i] = exc
             return
