@@ -410,7 +410,7 @@ async def b9(backend: str, quick: bool) -> dict[str, Any]:
         async def sample() -> float:
             t0 = time.perf_counter()
             for _ in range(n):
-                _fn, _args, cleanups = _handoff.hand_args(_trivial, args, "warn")
+                _fn, _args, cleanups, _hooks = _handoff.hand_args(_trivial, args, "warn")
                 _handoff.run_cleanups(cleanups)
             return (time.perf_counter() - t0) / n
 

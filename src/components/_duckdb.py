@@ -9,6 +9,8 @@ import attrs
 import duckdb
 import polars as pl
 
+import concur
+
 from ._common import as_names, check_columns, check_keys, check_name, numeric_columns, prefixed
 from ._interfaces import SyncFeatureGenerator
 
@@ -124,10 +126,12 @@ class SQLWindowFeatures(SyncFeatureGenerator):
         view = frame.select([*dict.fromkeys([*keys, *inputs])]).with_row_index(_ROW)
         cursor = self.connection.cursor()
         try:
-            if self.threads is not None:
-                cursor.execute(f"SET threads = {int(self.threads)}")
-            cursor.register(_VIEW, view)
-            result: pl.DataFrame = cursor.sql(self.query(inputs)).pl()
+            # a cancelled call (fail-fast, a timeout) interrupts the running query at once
+            with concur.interrupt_with(cursor.interrupt):
+                if self.threads is not None:
+                    cursor.execute(f"SET threads = {int(self.threads)}")
+                cursor.register(_VIEW, view)
+                result: pl.DataFrame = cursor.sql(self.query(inputs)).pl()
         finally:
             cursor.close()
         return result

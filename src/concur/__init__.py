@@ -27,6 +27,7 @@ from . import handoff as handoff
 from . import streams as streams
 from ._calls import call as call
 from ._calls import check_cancelled as check_cancelled
+from ._calls import interrupt_with as interrupt_with
 from ._calls import scope as scope
 from ._calls import to_thread as to_thread
 from ._errors import ConcurError as ConcurError
@@ -84,6 +85,7 @@ __all__ = (
     "get_cancelled_exc_class",
     "get_current_task",
     "handoff",
+    "interrupt_with",
     "map_async",
     "move_on_after",
     "race",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -9,7 +10,7 @@ import math
 import threading
 import types
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from contextvars import ContextVar, Token
 from typing import Any, Final, TypeVar, TypeVarTuple, cast, final, overload
 
@@ -21,9 +22,10 @@ import attrs
 
 from . import _handoff
 from ._backends import _asyncio as _asyncio_fast
+from ._backends._asyncio import INTERRUPT_EVERY
 from ._handoff import POLICIES, Policy
 
-__all__ = ["Settings", "call", "check_cancelled", "scope", "to_thread"]
+__all__ = ["Settings", "call", "check_cancelled", "interrupt_with", "scope", "to_thread"]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -292,37 +294,88 @@ _RUNNING: Final = 1
 _DONE: Final = 2
 _ABANDONED: Final = 3
 
+#: the thread call running in this worker thread, for :func:`interrupt_with`
+_local = threading.local()
+
 
 @final
 class ThreadCall:
-    """The state shared by one thread call's caller and its worker thread."""
+    """The state shared by one thread call's caller and its worker thread.
 
-    __slots__ = ("args", "cleanups", "fn", "limiter", "lock", "state", "token")
+    Interrupt hooks: ``hooks`` holds zero-argument callables, those of the handed-off
+    arguments (from the handoff rules) and those :func:`interrupt_with` adds from the
+    thread while its block runs. The thread only appends and removes (atomic list
+    operations); the loop only iterates over a copy, so each sees a consistent list. Once
+    the loop has called a hook, ``interrupted`` is set and the thread's outcome is
+    discarded: the caller raises its own cancellation.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "args",
+        "cancel_register",
+        "cleanups",
+        "ended",
+        "error",
+        "fn",
+        "hooks",
+        "interrupted",
+        "limiter",
+        "lock",
+        "state",
+        "token",
+        "waiting",
+        "watch",
+    )
 
     def __init__(
         self,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         cleanups: list[_handoff.Cleanup],
+        hooks: list[_handoff.Hook],
     ) -> None:
         self.fn = fn
         self.args = args
         self.cleanups = cleanups
+        self.hooks = hooks
+        self.interrupted = False
         self.state: int = _PENDING
         self.lock: threading.Lock | None = None
         self.limiter: anyio.CapacityLimiter | None = None
         self.token: anyio.lowlevel.EventLoopToken | None = None
+        #: set on the loop once an abandoned thread has ended (made only when abandoning)
+        self.ended: anyio.Event | None = None
+        #: what an abandoned thread function raised
+        self.error: BaseException | None = None
+        #: the caller waits for the abandoned thread (abandon_on_cancel=False)
+        self.waiting = False
+        #: trio: the call's cancel register (set by the thread); asks to be watched
+        self.cancel_register: list[Any] | None = None
+        self.watch: Callable[[], None] | None = None
+
+    def finished(self) -> bool:
+        """Whether the thread function has returned (or will never run)."""
+        return self.state == _DONE
+
+    def _call(self) -> Any:
+        outer = getattr(_local, "call", None)
+        _local.call = self
+        try:
+            result = self.fn(*self.args)
+        finally:
+            _local.call = outer
+        if inspect.iscoroutine(result):
+            raise returned_coroutine(self.fn, result)
+        if self.cleanups:
+            _handoff.check_result(result)
+        return result
 
     def run(self) -> Any:
         """The function the worker thread runs (non-abandoning mode)."""
         self.state = _RUNNING
         try:
-            result = self.fn(*self.args)
-            if inspect.iscoroutine(result):
-                raise returned_coroutine(self.fn, result)
-            if self.cleanups:
-                _handoff.check_result(result)
-            return result
+            return self._call()
         finally:
             self.state = _DONE
             if self.cleanups:
@@ -337,15 +390,10 @@ class ThreadCall:
                 return None  # the caller left before we started; it cleaned up
             self.state = _RUNNING
         try:
-            result = self.fn(*self.args)
-            if inspect.iscoroutine(result):
-                raise returned_coroutine(self.fn, result)
-            if self.cleanups:
-                _handoff.check_result(result)
-            return result
+            return self._call()
         except BaseException as exc:
             if self.abandoned():
-                logger.debug("abandoned thread call %r failed", self.fn, exc_info=exc)
+                self.error = exc
             raise
         finally:
             try:
@@ -355,8 +403,8 @@ class ThreadCall:
                 with lock:
                     abandoned = self.abandoned()
                     self.state = _DONE
-                if abandoned and self.limiter is not None:
-                    self._release_from_thread()
+                if abandoned:
+                    self._tell_the_loop()
 
     def discard(self) -> None:
         """On the loop: the thread function will never run; run the cleanups here."""
@@ -367,9 +415,11 @@ class ThreadCall:
         """On the loop: the caller leaves; returns the state the thread call was in.
 
         A call that had not started will not run (its cleanups run now); a running one is
-        left to finish on its own.
+        left to finish on its own, and tells the loop when it has (:attr:`ended`).
         """
         assert self.lock is not None
+        if self.ended is None:
+            self.ended = anyio.Event()
         with self.lock:
             state = self.state
             if state != _DONE:
@@ -382,13 +432,105 @@ class ThreadCall:
         """Whether the caller has left without the result (set from the event loop)."""
         return self.state == _ABANDONED
 
-    def _release_from_thread(self) -> None:
-        limiter, token = self.limiter, self.token
-        assert limiter is not None and token is not None
+    def interrupt(self) -> None:
+        """On the loop: call every interrupt hook; a hook's failure is logged, not raised."""
+        hooks = list(self.hooks)
+        if hooks:
+            self.interrupted = True
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                logger.warning(
+                    "the interrupt hook %r of a cancelled thread call failed", hook, exc_info=True
+                )
+
+    async def wait_interrupting(self) -> None:
+        """On the loop, shielded: interrupt now and every ``INTERRUPT_EVERY`` seconds
+        until the abandoned thread function has returned."""
+        ended = self.ended
+        assert ended is not None
+        with anyio.CancelScope(shield=True):
+            while not ended.is_set():
+                self.interrupt()
+                with anyio.move_on_after(INTERRUPT_EVERY):
+                    await ended.wait()
+
+    def outcome_discarded(self) -> BaseException | None:
+        """After the thread has returned: its exception if it still counts, else None.
+
+        Once a hook has been called, the thread's result or failure (an
+        ``InterruptException``, say) is discarded: it is logged at DEBUG.
+        """
+        error, self.error = self.error, None
+        if self.interrupted:
+            if error is not None:
+                logger.debug("interrupted thread call %r failed", self.fn, exc_info=error)
+            return None
+        return error
+
+    def _tell_the_loop(self) -> None:
+        # in the thread, once an abandoned call has returned: release concur's own token
+        # (the generic path), set ``ended`` for a caller waiting for the thread
+        token = self.token
+        if token is None:
+            return
         try:
-            anyio.from_thread.run_sync(limiter.release_on_behalf_of, self, token=token)
-        except Exception:  # the loop is gone: its limiter went with it
-            logger.debug("could not release the thread token of %r", self.fn, exc_info=True)
+            anyio.from_thread.run_sync(self._ended_on_loop, token=token)
+        except Exception:  # the loop is gone: its limiter and waiters went with it
+            logger.debug("could not tell the loop that %r ended", self.fn, exc_info=True)
+
+    def _ended_on_loop(self) -> None:
+        if self.limiter is not None:
+            self.limiter.release_on_behalf_of(self)
+        if self.ended is not None:
+            self.ended.set()
+        if not self.waiting and self.error is not None:  # nobody will read it
+            logger.debug("abandoned thread call %r failed", self.fn, exc_info=self.error)
+            self.error = None
+
+
+@contextlib.contextmanager
+def interrupt_with(hook: Callable[[], object]) -> Generator[None]:
+    """Register *hook* to interrupt the current thread call while the block runs.
+
+    For resources that a thread function opens itself, which no handoff rule can see: if
+    the call that started this thread is cancelled (fail-fast, a timeout, an outside
+    cancellation, Ctrl-C) while the block runs, concur calls ``hook()`` from the event
+    loop's thread, at once and then every 100 ms until the thread function returns, just
+    like a handoff rule's interrupt hook (see :func:`concur.handoff.register`); the
+    caller then gets its own cancellation, and what the thread returns or raises is
+    discarded. The hook must be idempotent and must not block; an exception it raises is
+    logged at WARNING on the ``concur`` logger::
+
+        def query(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+            cur = con.cursor()
+            with cur, concur.interrupt_with(cur.interrupt):
+                return cur.execute(HEAVY_SQL).pl()
+
+    Outside a thread that concur started for a call (plain sync code, a thread of your
+    own) it does nothing, since nothing there could cancel the code: a library can use it
+    unconditionally.
+
+    Args:
+        hook: a function of no arguments.
+
+    Raises:
+        TypeError: *hook* is not callable.
+    """
+    if not callable(hook):
+        raise TypeError(f"interrupt_with() takes a function, got {type(hook).__name__} {hook!r}")
+    call: ThreadCall | None = getattr(_local, "call", None)
+    if call is None:
+        yield
+        return
+    call.hooks.append(hook)
+    if call.watch is not None:
+        call.watch()  # trio: have the loop watch this call's caller for cancellation
+    try:
+        yield
+    finally:
+        call.hooks.remove(hook)
 
 
 @final
@@ -447,14 +589,27 @@ async def to_thread(  # type: ignore[misc]  # the first overload is for type che
     running calls under one limiter never exceeds its total tokens.
 
     **Cancellation.** With ``abandon_on_cancel=False`` (the default), cancelling the
-    caller does not interrupt the thread; the caller waits until *fn* returns, then raises
-    the cancellation exception (or the exception *fn* raised, such as the one
-    :func:`check_cancelled` raised in it). Code in the thread can cooperate by calling
-    :func:`check_cancelled`, which raises once the caller is cancelled. With
-    ``abandon_on_cancel=True``, the caller raises at once; the thread runs on, still holding
-    its token; its result or exception is discarded (an exception is logged at DEBUG on the
-    ``concur`` logger). If the caller is cancelled while it waits for a limiter token, *fn*
-    never runs and the handoff cleanups run on the event loop.
+    caller does not kill the thread; the caller waits until *fn* returns, then raises the
+    cancellation (or the exception *fn* raised, such as the one :func:`check_cancelled`
+    raised in it). Code in the thread can cooperate by calling :func:`check_cancelled`,
+    which raises once the caller is cancelled. With ``abandon_on_cancel=True``, the caller
+    raises at once; the thread runs on, still holding its token; its result or exception
+    is discarded (an exception is logged at DEBUG on the ``concur`` logger). If the caller
+    is cancelled while it waits for a limiter token, *fn* never runs and the handoff
+    cleanups run on the event loop.
+
+    **Interrupts.** If the caller is cancelled (fail-fast, a timeout, an outside
+    cancellation, Ctrl-C through :func:`concur.run` or a :class:`Runner`) while *fn* runs,
+    concur calls the interrupt hook of every argument it handed off (a DuckDB connection's
+    cursor is interrupted; see :func:`concur.handoff.register`) and every hook *fn*
+    registered with :func:`interrupt_with`, from the event loop's thread, at once and then
+    every 100 ms until *fn* returns, with either value of *abandon_on_cancel*. Once a hook
+    has been called, whatever *fn* then returns or raises (``duckdb.InterruptException``,
+    say) is discarded, logged at DEBUG, and the caller gets its own cancellation (or its
+    ``TimeoutError``, or its group's error). A DuckDB query is interrupted within a few
+    milliseconds; a running polars computation cannot be interrupted reliably: call
+    :func:`check_cancelled` between steps there. No hook runs under ``handoff="off"``,
+    for a bound method's ``__self__`` or for values a closure captured.
 
     Never call it inside a shielded cancel scope if the thread should see cancellation:
     :func:`check_cancelled` cannot see through the shield.
@@ -495,8 +650,8 @@ def prepare_thread_call(
     Until :func:`run_thread_call` runs it, its handoff cleanups are owed: call
     :meth:`ThreadCall.discard` if it will never run.
     """
-    fn, args, cleanups = _handoff.hand_args(fn, args, policy)
-    return ThreadCall(fn, args, cleanups)
+    fn, args, cleanups, hooks = _handoff.hand_args(fn, args, policy)
+    return ThreadCall(fn, args, cleanups, hooks)
 
 
 async def _run_in_thread(
@@ -513,34 +668,114 @@ async def _run_in_thread(
 async def run_thread_call(
     job: ThreadCall, limiter: anyio.CapacityLimiter, abandon_on_cancel: bool
 ) -> Any:
-    """Run a prepared thread call under *limiter*, with concur's cancellation semantics."""
+    """Run a prepared thread call under *limiter*, with concur's cancellation semantics.
+
+    Every path observes a cancellation while the thread runs, so that it can call the
+    call's interrupt hooks (see :meth:`ThreadCall.interrupt`).
+    """
     backend = _asyncio_fast.current_async_library()
     if backend == "asyncio" and _asyncio_fast.FAST_PATH:
-        return await _asyncio_fast.run_in_pool(job.run, limiter, abandon_on_cancel, job.discard)
+        return await _asyncio_fast.run_in_pool(job, limiter, abandon_on_cancel)
     if backend == "trio" and (_trio := _trio_fast or _load_trio_fast()) is not None:
-        if not abandon_on_cancel:
+        if not abandon_on_cancel:  # trio's own wait, watched for interrupts
             try:
-                return await _trio.run_in_thread(job.run, limiter, False)
+                return await _trio.run_in_thread(job.run, limiter, False, job)
             finally:
                 if job.state == _PENDING:
                     job.discard()
-        # trio itself keeps the token of an abandoned thread until the thread ends
-        job.lock = threading.Lock()
+        # trio keeps the token of an abandoned thread until the thread ends: the cap holds
+        return await _observed(
+            job, True, None, lambda: _trio.run_in_thread(job.run_abandonable, limiter, True, job)
+        )
+    # anyio's path: concur holds its own token, and anyio gets an unlimited limiter, since
+    # anyio on asyncio would give the token back as soon as the caller is cancelled
+    return await _observed(
+        job,
+        abandon_on_cancel,
+        limiter,
+        lambda: anyio.to_thread.run_sync(
+            job.run_abandonable, abandon_on_cancel=True, limiter=_unlimited()
+        ),
+    )
+
+
+async def _observed(
+    job: ThreadCall,
+    abandon_on_cancel: bool,
+    own_limiter: anyio.CapacityLimiter | None,
+    start: Callable[[], Awaitable[Any]],
+) -> Any:
+    """Run *job* through *start*, which abandons the thread when the caller is cancelled.
+
+    Then, with the thread still running: ``abandon_on_cancel=True`` interrupts it (now, and
+    every ``INTERRUPT_EVERY`` seconds in the background) and leaves; ``False`` interrupts
+    it the same way while waiting, shielded, until the thread function has returned.
+    """
+    job.lock = threading.Lock()
+    job.token = anyio.lowlevel.current_token()
+    if own_limiter is not None:
         try:
-            return await _trio.run_in_thread(job.run_abandonable, limiter, True)
-        except BaseException:
-            job.abandon()
+            await own_limiter.acquire_on_behalf_of(job)
+        except BaseException:  # cancelled while waiting for a token: fn never runs
+            job.discard()
             raise
+        job.limiter = own_limiter
+    try:
+        result = await start()
+    except BaseException:
+        job.waiting = not abandon_on_cancel
+        state = job.abandon()
+        if state != _RUNNING:
+            if own_limiter is not None:
+                own_limiter.release_on_behalf_of(job)
+            raise
+        # the thread runs on, and releases concur's own token (if any) when it ends
+        if abandon_on_cancel:
+            interrupt_in_background(job)
+            raise
+        await job.wait_interrupting()
+        error = job.outcome_discarded()
+        if error is not None:  # the thread's own failure (or check_cancelled's) wins
+            raise error from None
+        raise
+    if own_limiter is not None:
+        own_limiter.release_on_behalf_of(job)
     if not abandon_on_cancel:
-        try:
-            result = await anyio.to_thread.run_sync(job.run, limiter=limiter)
-            # a caller cancelled while its thread ran gets the cancellation now
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            return result
-        finally:
-            if job.state == _PENDING:
-                job.discard()
-    return await _run_abandonable(job, limiter)
+        # a caller cancelled as its thread returned gets the cancellation now
+        await anyio.lowlevel.checkpoint_if_cancelled()
+    return result
+
+
+def interrupt_in_background(job: ThreadCall) -> None:
+    """Interrupt an abandoned call now and every ``INTERRUPT_EVERY`` seconds until its
+    thread has returned, from the event loop, without anyone waiting."""
+    job.interrupt()
+    ended = job.ended
+    if ended is None:  # pragma: no cover - abandon() made it
+        return
+    backend = _asyncio_fast.current_async_library()
+    if backend == "asyncio":
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+
+        def again() -> None:
+            if not ended.is_set():
+                job.interrupt()
+                loop.call_later(INTERRUPT_EVERY, again)
+
+        loop.call_later(INTERRUPT_EVERY, again)
+    elif backend == "trio":
+        import trio
+
+        async def rounds() -> None:
+            while not ended.is_set():
+                with trio.move_on_after(INTERRUPT_EVERY):
+                    await ended.wait()
+                if not ended.is_set():
+                    job.interrupt()
+
+        trio.lowlevel.spawn_system_task(rounds, name=f"concur interrupts {fn_name(job.fn)}")
 
 
 _trio_fast: types.ModuleType | None = None
@@ -561,30 +796,6 @@ def _load_trio_fast() -> types.ModuleType | None:
         return None
     _trio_fast = _trio
     return _trio
-
-
-async def _run_abandonable(job: ThreadCall, limiter: anyio.CapacityLimiter) -> Any:
-    # The generic path: concur holds its own token and anyio gets an unlimited limiter,
-    # since anyio on asyncio would give the token back as soon as the caller is cancelled.
-    job.lock = threading.Lock()
-    job.limiter = limiter
-    job.token = anyio.lowlevel.current_token()
-    try:
-        await limiter.acquire_on_behalf_of(job)
-    except BaseException:  # cancelled while waiting for a token: fn never runs
-        job.discard()
-        raise
-    try:
-        result = await anyio.to_thread.run_sync(
-            job.run_abandonable, abandon_on_cancel=True, limiter=_unlimited()
-        )
-    except BaseException:
-        if job.abandon() != _RUNNING:
-            limiter.release_on_behalf_of(job)
-        # _RUNNING: the thread releases the token when the function has returned
-        raise
-    limiter.release_on_behalf_of(job)
-    return result
 
 
 _unlimited_var: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(

@@ -12,6 +12,7 @@ is handed off, so ``import concur`` never imports them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import decimal
 import enum
@@ -46,6 +47,10 @@ POLICIES: frozenset[str] = frozenset({"warn", "strict", "off"})
 
 Rule: TypeAlias = Callable[[Any], Any]
 Cleanup: TypeAlias = Generator[Any, None, None]
+#: a rule's interrupt hook: called with the handed value when its call is cancelled
+Interrupt: TypeAlias = Callable[[Any], object]
+#: a hook bound to its value, ready to call: ``functools.partial(interrupt, handed)``
+Hook: TypeAlias = Callable[[], object]
 
 
 class _Kind(enum.Enum):
@@ -87,11 +92,15 @@ _SAFE_TYPES: tuple[type, ...] = (
 # type -> (kind, rule); rule is None unless kind is TRANSFORM or GENERATOR
 _rules: dict[type, tuple[_Kind, Rule | None]] = {}
 _cache: dict[type, tuple[_Kind, Rule | None]] = {}
+# type -> the interrupt hook of its rule (looked up along the MRO with the rule)
+_interrupts: dict[type, Interrupt] = {}
 _lazy_loaders: dict[str, Callable[[], None]] = {}
 _loaded: set[str] = set()
 
 
-def register(tp: type[T]) -> Callable[[Callable[[T], Any]], Callable[[T], Any]]:
+def register(
+    tp: type[T], *, interrupt: Callable[[Any], object] | None = None
+) -> Callable[[Callable[[T], Any]], Callable[[T], Any]]:
     """Register the handoff rule for values of type *tp* (and its subclasses).
 
     Use it as a decorator on either a function returning the value to pass to the thread
@@ -116,13 +125,37 @@ def register(tp: type[T]) -> Callable[[Callable[[T], Any]], Callable[[T], Any]]:
     A later registration for the same type replaces the earlier one. Rules apply under the
     ``"warn"`` and ``"strict"`` policies; ``"off"`` passes every value as it is.
 
+    **Interrupts.** *interrupt*, if given, is called with the handed value (what the rule
+    passed to the thread) when the call is cancelled while its thread runs (fail-fast, a
+    timeout, an outside cancellation, Ctrl-C through :func:`concur.run`), from the event
+    loop's thread, at once and then every 100 ms until the thread function returns, so that
+    the thread stops early: close a session, kill a subprocess, set a flag. It must be
+    idempotent and must not block; an exception it raises is logged at WARNING on the
+    ``concur`` logger and changes nothing. Once it has been called, what the thread then
+    returns or raises is discarded and the caller gets its own cancellation. The built-in
+    DuckDB rule interrupts the cursor it made (``cursor.interrupt()``)::
+
+        @concur.handoff.register(Job, interrupt=lambda job: job.stop.set())
+        def _(job: Job) -> Job:
+            return job
+
+    Args:
+        tp: the class.
+        interrupt: the interrupt hook, or ``None``.
+
     Raises:
-        TypeError: *tp* is not a class, or the decorated object is not callable.
+        TypeError: *tp* is not a class, or the decorated object or *interrupt* is not
+            callable.
     """
     if not isinstance(tp, type):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError(
             f"handoff.register() takes a class, got {type(tp).__name__} {tp!r}: "
             "write @concur.handoff.register(MyType)"
+        )
+    if interrupt is not None and not callable(interrupt):
+        raise TypeError(
+            f"interrupt must be a function taking the handed value, got "
+            f"{type(interrupt).__name__} {interrupt!r}"
         )
 
     def decorator(fn: Callable[[T], Any]) -> Callable[[T], Any]:
@@ -133,7 +166,12 @@ def register(tp: type[T]) -> Callable[[Callable[[T], Any]], Callable[[T], Any]]:
             )
         kind = _Kind.GENERATOR if inspect.isgeneratorfunction(fn) else _Kind.TRANSFORM
         _rules[tp] = (kind, fn)
+        if interrupt is None:
+            _interrupts.pop(tp, None)
+        else:
+            _interrupts[tp] = interrupt
         _cache.clear()
+        _interrupt_cache.clear()
         return fn
 
     return decorator
@@ -182,6 +220,24 @@ def _lookup(tp: type[Any]) -> tuple[_Kind, Rule | None]:
     return found
 
 
+_interrupt_cache: dict[type, Interrupt | None] = {}
+
+
+def _interrupt_of(tp: type[Any]) -> Interrupt | None:
+    """The interrupt hook of the rule that handles *tp*, if it has one."""
+    try:
+        return _interrupt_cache[tp]
+    except KeyError:
+        pass
+    found: Interrupt | None = None
+    for klass in tp.__mro__:
+        if klass in _rules:
+            found = _interrupts.get(klass)
+            break
+    _interrupt_cache[tp] = found
+    return found
+
+
 def _user_stacklevel() -> int:
     """The ``stacklevel`` that points a warning at the first frame outside concur."""
     frame: types.FrameType | None = sys._getframe(2)  # pyright: ignore[reportPrivateUsage]
@@ -210,13 +266,16 @@ def _refuse(value: object, policy: Policy) -> None:
     )
 
 
-def _hand(value: object, policy: Policy, cleanups: list[Cleanup]) -> object:
+def _hand(value: object, policy: Policy, cleanups: list[Cleanup], hooks: list[Hook]) -> object:
     kind, rule = _lookup(type(value))
     if kind is _Kind.SAFE:
         return value
     if kind is _Kind.TRANSFORM:
         assert rule is not None
-        return rule(value)
+        handed = rule(value)
+        if (interrupt := _interrupt_of(type(value))) is not None:
+            hooks.append(partial(interrupt, handed))
+        return handed
     if kind is _Kind.GENERATOR:
         assert rule is not None
         gen: Cleanup = rule(value)
@@ -227,12 +286,14 @@ def _hand(value: object, policy: Policy, cleanups: list[Cleanup]) -> object:
                 f"the handoff rule {rule!r} for {type(value).__qualname__} did not yield"
             ) from None
         cleanups.append(gen)
+        if (interrupt := _interrupt_of(type(value))) is not None:
+            hooks.append(partial(interrupt, handed))
         return handed
     if kind is _Kind.CONTAINER:
         items: Any = value
         if _FAST.issuperset(map(type, items)):
             return value  # the common case, a tuple of primitives: one C loop of type checks
-        new = [_hand(item, policy, cleanups) for item in items]
+        new = [_hand(item, policy, cleanups, hooks) for item in items]
         if all(a is b for a, b in zip(new, items, strict=True)):
             return value
         if isinstance(value, frozenset):
@@ -249,27 +310,29 @@ _FAST = frozenset({int, float, str, bool, bytes, type(None)})
 
 def hand_args(
     fn: Callable[..., Any], args: tuple[Any, ...], policy: Policy
-) -> tuple[Callable[..., Any], tuple[Any, ...], list[Cleanup]]:
+) -> tuple[Callable[..., Any], tuple[Any, ...], list[Cleanup], list[Hook]]:
     """Hand off *args* (and the arguments stored in a partial *fn*) under *policy*.
 
-    Returns the callable and arguments to use in the thread, and the cleanups to run once
-    the thread function has returned. On error, cleanups already started are run.
+    Returns the callable and arguments to use in the thread, the cleanups to run once the
+    thread function has returned, and the interrupt hooks of the handed values. On error,
+    cleanups already started are run.
     """
     cleanups: list[Cleanup] = []
+    hooks: list[Hook] = []
     if policy == "off":
-        return fn, args, cleanups
+        return fn, args, cleanups, hooks
     try:
         if args and not all(type(a) in _FAST for a in args):
-            args = tuple([_hand(a, policy, cleanups) for a in args])
+            args = tuple([_hand(a, policy, cleanups, hooks) for a in args])
         if isinstance(fn, partial):
-            p_args = tuple([_hand(a, policy, cleanups) for a in fn.args])
-            p_kw = {k: _hand(v, policy, cleanups) for k, v in fn.keywords.items()}
+            p_args = tuple([_hand(a, policy, cleanups, hooks) for a in fn.args])
+            p_kw = {k: _hand(v, policy, cleanups, hooks) for k, v in fn.keywords.items()}
             func: Callable[..., Any] = fn.func
             fn = partial(func, *p_args, **p_kw)
     except BaseException:
         run_cleanups(cleanups)
         raise
-    return fn, args, cleanups
+    return fn, args, cleanups, hooks
 
 
 def run_cleanups(cleanups: list[Cleanup]) -> None:
@@ -329,7 +392,15 @@ def _load_duckdb() -> None:
         finally:
             cur.close()
 
-    _rules.setdefault(duckdb.DuckDBPyConnection, (_Kind.GENERATOR, cursor))
+    def interrupt(cur: Any) -> None:
+        # DuckDB's interrupt stops the query running now (it is not sticky: concur calls
+        # it again every 100 ms); a cursor already closed has nothing to stop
+        with contextlib.suppress(duckdb.Error):
+            cur.interrupt()
+
+    if duckdb.DuckDBPyConnection not in _rules:
+        _rules[duckdb.DuckDBPyConnection] = (_Kind.GENERATOR, cursor)
+        _interrupts[duckdb.DuckDBPyConnection] = interrupt
 
 
 def _load_pyarrow() -> None:

@@ -33,7 +33,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, Final, final
+from typing import Any, Final, Protocol, final
 
 import anyio
 
@@ -57,7 +57,24 @@ except (ImportError, AttributeError):  # pragma: no cover - anyio reorganised it
 else:
     FAST_PATH = True  # pyright: ignore[reportConstantRedefinition]
 
-__all__ = ["FAST_PATH", "current_async_library", "run_in_pool"]
+__all__ = ["FAST_PATH", "INTERRUPT_EVERY", "ThreadCallLike", "current_async_library", "run_in_pool"]
+
+INTERRUPT_EVERY: Final = 0.1
+"""Seconds between two rounds of interrupt hooks while a cancelled call's thread runs on."""
+
+
+class ThreadCallLike(Protocol):
+    """What the pool needs of concur's thread call (``concur._calls.ThreadCall``)."""
+
+    @property
+    def interrupted(self) -> bool: ...
+
+    def run(self) -> Any: ...
+
+    def discard(self) -> None: ...
+
+    def interrupt(self) -> None: ...
+
 
 logger: Final = logging.getLogger("concur")
 
@@ -253,41 +270,42 @@ def _pool() -> _Pool:
 
 
 async def run_in_pool(
-    fn: Callable[[], Any],
-    limiter: anyio.CapacityLimiter,
-    abandon_on_cancel: bool,
-    never_ran: Callable[[], None],
+    call: ThreadCallLike, limiter: anyio.CapacityLimiter, abandon_on_cancel: bool
 ) -> Any:
-    """Run *fn* on the pool under *limiter*, with concur's cancellation semantics.
+    """Run *call* on the pool under *limiter*, with concur's cancellation semantics.
 
-    Once queued, *fn* runs, whatever happens to the caller; if the call is given up before
-    (cancelled while waiting for a token), *never_ran* is called instead, on the loop.
+    Once queued, the call runs, whatever happens to the caller; if it is given up before
+    (cancelled while waiting for a token), ``call.discard()`` runs instead, on the loop.
+    A caller cancelled while the thread runs interrupts it (``call.interrupt()``) at once
+    and every ``INTERRUPT_EVERY`` seconds until the thread function returns: while waiting
+    for it (shielded), or in the background after leaving (``abandon_on_cancel``). Once a
+    hook was called, the thread's outcome is discarded (logged at DEBUG).
     """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     state = _task_states.get(task) if task is not None else None
     scope = state.cancel_scope if state is not None else None
-    job = _Job(fn, limiter, loop.create_future(), scope)
+    job = _Job(call.run, limiter, loop.create_future(), scope)
     try:
         limiter.acquire_on_behalf_of_nowait(job)
     except anyio.WouldBlock:
         try:
             await limiter.acquire_on_behalf_of(job)
         except BaseException:
-            never_ran()
+            call.discard()
             raise
     else:
         try:
             await AsyncIOBackend.checkpoint_if_cancelled()
         except BaseException:
             limiter.release_on_behalf_of(job)
-            never_ran()
+            call.discard()
             raise
     try:
         _pool().submit(job)
     except BaseException:
         limiter.release_on_behalf_of(job)
-        never_ran()
+        call.discard()
         raise
     try:
         result = await job.future
@@ -296,23 +314,46 @@ async def run_in_pool(
             limiter.release_on_behalf_of(job)
         elif abandon_on_cancel:
             job.abandoned = True  # finish() releases the token when the thread ends
+            _interrupt_until_finished(job, call, loop)
         else:
-            await _wait_shielded(job)
+            await _wait_shielded(job, call)
             limiter.release_on_behalf_of(job)
             error, job.error, job.result = job.error, None, None
-            if error is not None:  # the thread's own failure (or check_cancelled's) wins
-                raise error from None
+            if error is not None:
+                if not call.interrupted:  # the thread's own failure (or check_cancelled's)
+                    raise error from None
+                logger.debug("interrupted thread call %r failed", job.fn, exc_info=error)
         raise
     limiter.release_on_behalf_of(job)
     return result
 
 
-async def _wait_shielded(job: _Job) -> None:
+def _interrupt_until_finished(
+    job: _Job, call: ThreadCallLike, loop: asyncio.AbstractEventLoop
+) -> None:
+    def again() -> None:
+        if not job.finished:
+            call.interrupt()
+            loop.call_later(INTERRUPT_EVERY, again)
+
+    again()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+async def _wait_shielded(job: _Job, call: ThreadCallLike) -> None:
     loop = asyncio.get_running_loop()
     with CancelScope(shield=True):
         while not job.finished:
-            job.waiter = loop.create_future()
+            call.interrupt()
+            waiter = job.waiter = loop.create_future()
+            timer = loop.call_later(INTERRUPT_EVERY, _wake, waiter)
             try:
-                await job.waiter
+                await waiter
             except asyncio.CancelledError:  # a native asyncio cancel: keep waiting
                 continue
+            finally:
+                timer.cancel()
