@@ -41,6 +41,7 @@ def test_anyio_reexports_are_anyios_own() -> None:
         "create_memory_object_stream",
         "TaskCancelled",
         "TaskFailed",
+        "TaskNotFinished",
         "FutureCancelled",
         "get_current_task",
     ):

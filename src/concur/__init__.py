@@ -16,6 +16,7 @@ from anyio import Semaphore as Semaphore
 from anyio import TaskCancelled as TaskCancelled
 from anyio import TaskFailed as TaskFailed
 from anyio import TaskHandle as TaskHandle
+from anyio import TaskNotFinished as TaskNotFinished
 from anyio import create_memory_object_stream as create_memory_object_stream
 from anyio import fail_after as fail_after
 from anyio import get_cancelled_exc_class as get_cancelled_exc_class
@@ -68,6 +69,7 @@ __all__ = (
     "TaskFailed",
     "TaskGroup",
     "TaskHandle",
+    "TaskNotFinished",
     "UnsafeHandoffError",
     "UnsafeHandoffWarning",
     "amap",

@@ -270,7 +270,11 @@ class TaskGroup(anyio.abc.TaskGroup):
             coro = _thread_task(job, settings, timeout)
         task_name = self._task_name(fn, name)
         if task_name is None:
-            task_name = _coro_name(coro)  # anyio would name the task after the guard
+            if job is not None:  # a sync function: named after it, as anyio names tasks
+                module = getattr(fn, "__module__", None)
+                task_name = ".".join(part for part in (module, fn_name(fn)) if part)
+            else:  # after the user's coroutine (anyio would name it after the guard)
+                task_name = _coro_name(coro)
         guarded = guard_coro(coro, self._interrupted) if self._guard else coro
         try:
             return tg.create_task(guarded, name=task_name, context=self._context())

@@ -560,3 +560,12 @@ async def test_a_partial_task_is_named_after_its_function() -> None:
         thread_handle = tg.spawn(functools.partial(int, "3"))
     assert handle.name == "fan.wait_thread_event"
     assert thread_handle.name == "fan.int"
+
+
+async def test_an_unnamed_sync_task_is_named_after_its_function() -> None:
+    """A sync function spawned in an unnamed group is named module.function, as anyio would."""
+    async with concur.TaskGroup() as tg:
+        handle = tg.spawn(int, "3")
+        coro_handle = tg.spawn(fetch("u"))
+    assert handle.name == "builtins.int"
+    assert coro_handle.name.endswith("fetch")
