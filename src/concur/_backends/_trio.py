@@ -93,10 +93,9 @@ async def run_in_thread(
             del _threadlocals.current_token
 
     if not abandon_on_cancel:
-        monitor = _monitor()
         if call.hooks:
-            monitor.add(call)
-        call.watch = functools.partial(_watch_from_thread, token.native_token, monitor, call)
+            _monitor().add(call)
+        call.watch = functools.partial(_watch_from_thread, token.native_token, call)
     try:
         result = await trio.to_thread.run_sync(
             claimed,
@@ -114,10 +113,14 @@ async def run_in_thread(
     return result
 
 
-def _watch_from_thread(trio_token: Any, monitor: _Monitor, call: ThreadCallLike) -> None:
+def _watch_from_thread(trio_token: Any, call: ThreadCallLike) -> None:
     # in the worker thread: interrupt_with added a hook; have the monitor watch this call
     with contextlib.suppress(trio.RunFinishedError):
-        trio_token.run_sync_soon(monitor.add, call)
+        trio_token.run_sync_soon(_watch, call)
+
+
+def _watch(call: ThreadCallLike) -> None:
+    _monitor().add(call)
 
 
 WATCH_EVERY = 0.02
