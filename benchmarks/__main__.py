@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
             rounds = () if args.quick else ("--rounds", "4", "--rows", "1000000")
             _run_module("benchmarks.bench_features", backend, args.quick, *rounds)
         _run_module("benchmarks.bench_memory", None, args.quick)
+        _run_module("benchmarks.bench_interrupt", None, args.quick)  # both backends
     print("\nBudgets (ratios of medians from the same run)")
     for backend, label, value, limit, ok in budget:
         mark = "ok  " if ok else "OVER"
