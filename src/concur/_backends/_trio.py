@@ -123,7 +123,7 @@ def _watch(call: ThreadCallLike) -> None:
     _monitor().add(call)
 
 
-WATCH_EVERY = 0.02
+WATCH_EVERY = 0.005
 """How often the monitor looks for cancelled callers (the first interrupt's latency)."""
 
 
