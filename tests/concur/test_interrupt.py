@@ -8,8 +8,10 @@ while the query was still running.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import random
 import signal
 import threading
 import time
@@ -635,3 +637,102 @@ async def test_sql_generator_query_is_interrupted_by_fail_fast(
         assert len(raised) == 1
         assert isinstance(raised[0], duckdb.InterruptException), raised
         assert sql.connection.execute("SELECT 42").fetchall() == [(42,)]
+
+
+# --- a randomized stress test of the interrupt machinery ----------------------------------------
+
+
+class Flag:
+    """A resource whose interrupt hook sets an event its thread waits on."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.hooked = 0
+
+    def interrupt(self) -> None:
+        self.hooked += 1
+        self.event.set()
+
+
+@concur.handoff.register(Flag, interrupt=Flag.interrupt)
+def _flag(flag: Flag) -> Flag:
+    return flag
+
+
+async def _one_stress_scenario(rng: random.Random) -> None:
+    limiter = anyio.CapacityLimiter(rng.randint(1, 4))
+    errors: list[str] = []
+    ended: list[tuple[threading.Event, threading.Event]] = []
+
+    def work(
+        flag: Flag, ignore: int, how: str, done: threading.Event, started: threading.Event
+    ) -> str:
+        # Waits for its interrupts, each bounded: a call the machinery forgot fails the
+        # test (recorded) instead of hanging it. A quick call returns at once.
+        started.set()
+        try:
+            if how == "quick":
+                return "quick"
+            own = Flag() if how == "with" else flag
+            with (
+                concur.interrupt_with(own.interrupt) if how == "with" else contextlib.nullcontext()
+            ):
+                for _ in range(ignore + 1):
+                    if not own.event.wait(timeout=5):
+                        errors.append(f"a cancelled {how} call was not interrupted")
+                        return "late"
+                    own.event.clear()
+            return "interrupted"
+        finally:
+            done.set()
+
+    async def job(abandon: bool, how: str) -> None:
+        # captured, not arguments: only the Flag is handed off
+        done, started = threading.Event(), threading.Event()
+        ended.append((done, started))
+        ignore = rng.randint(0, 1)
+
+        def run(flag: Flag) -> str:
+            return work(flag, ignore, how, done, started)
+
+        await concur.to_thread(run, Flag(), limiter=limiter, abandon_on_cancel=abandon)
+
+    async def failing(delay: float) -> None:
+        await anyio.sleep(delay)
+        raise ValueError("sibling failed")
+
+    n = rng.randint(1, 5)
+    plans = [(rng.random() < 0.3, rng.choice(["arg", "with", "quick"])) for _ in range(n)]
+    how_it_ends = rng.choice(["fail-fast", "timeout", "outside"])
+    delay = rng.uniform(0, 0.02)
+    with anyio.CancelScope() as outside:
+        try:
+            with anyio.move_on_after(delay if how_it_ends == "timeout" else 30):
+                async with concur.TaskGroup() as tg:
+                    for abandon, how in plans:
+                        tg.spawn(job, abandon, how)
+                    if how_it_ends == "fail-fast":
+                        tg.spawn(failing, delay)
+                    elif how_it_ends == "outside":
+                        await anyio.sleep(delay)
+                        outside.cancel()
+        except* ValueError:
+            pass
+    # A thread holds its token until it returns: once none is borrowed, every thread that
+    # ran (abandoned ones too) has ended; a call cancelled before its thread started never
+    # runs. Nothing may be forgotten.
+    with anyio.fail_after(10):
+        while limiter.borrowed_tokens:
+            await anyio.sleep(0.005)
+    assert all(done.is_set() for done, started in ended if started.is_set())
+    assert errors == []
+
+
+@pytest.mark.bound(120)
+async def test_random_cancellations_always_interrupt_running_calls() -> None:
+    """Random groups of thread calls (hooked by argument or interrupt_with, abandoning or
+    waiting, some ignoring the first interrupt) cancelled at random moments: every running
+    thread is interrupted until it returns, and every limiter token comes back."""
+    rng = random.Random(14)
+    for _ in range(40):
+        await _one_stress_scenario(rng)
