@@ -311,7 +311,6 @@ class ThreadCall:
     """
 
     __slots__ = (
-        "__weakref__",
         "args",
         "cancel_register",
         "cleanups",

@@ -6,20 +6,27 @@ of their task group's exception group, and run their child tasks in a :class:`Ca
 which catches a ``KeyboardInterrupt`` or ``SystemExit`` in the child task that raised it
 (on asyncio it would otherwise escape the event loop), cancels the other tasks and
 re-raises it bare in the caller. :class:`concur.TaskGroup` keeps anyio's group
-semantics, and uses :func:`guard` for the same catch in its tasks.
+semantics, and uses :func:`guard_coro` for the same catch in its tasks on asyncio.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Final, TypeVar, cast, final
 
 import anyio
 import anyio.lowlevel
 
-__all__ = ["INTERRUPTS", "CallGroup", "collapse", "first_interrupt", "guard", "is_cancellation"]
+__all__ = [
+    "INTERRUPTS",
+    "CallGroup",
+    "collapse",
+    "first_interrupt",
+    "guard_coro",
+    "is_cancellation",
+]
 
 T = TypeVar("T")
 
@@ -94,30 +101,15 @@ def collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return group
 
 
-async def guard(
-    fn: Callable[..., Awaitable[T]],
-    args: tuple[Any, ...],
-    on_interrupt: Callable[[BaseException], None],
-) -> T:
-    """Await ``fn(*args)``; a ``KeyboardInterrupt`` or ``SystemExit`` goes to *on_interrupt*.
-
-    *on_interrupt* records it and cancels the task's group; the task then ends with the
-    group's cancellation (at once: it is inside the cancelled scope), so that on asyncio
-    the exception does not escape the event loop, and a task handle reports a cancelled
-    task, not a result.
-    """
-    try:
-        return await fn(*args)
-    except INTERRUPTS as exc:
-        on_interrupt(exc)
-        await anyio.lowlevel.checkpoint()
-        raise  # pragma: no cover - the checkpoint raised the group's cancellation
-
-
 async def guard_coro(
     coro: Coroutine[Any, Any, T], on_interrupt: Callable[[BaseException], None]
 ) -> T:
-    """:func:`guard` for a coroutine object."""
+    """Await *coro*; a ``KeyboardInterrupt`` or ``SystemExit`` goes to *on_interrupt*.
+
+    *on_interrupt* records it and cancels the task's group; the task then ends with the
+    group's cancellation (at once: it is inside the cancelled scope), so that on asyncio
+    the exception does not escape the event loop.
+    """
     try:
         return await coro
     except INTERRUPTS as exc:
@@ -147,9 +139,9 @@ class CallGroup:
         """The task group's cancel scope."""
         return self._tg.cancel_scope
 
-    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    def start_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         """Start ``fn(*args)`` as a task of the group."""
-        self._tg.start_soon(guard, fn, args, self._interrupted)
+        self._tg.create_task(guard_coro(fn(*args), self._interrupted))
 
     def _interrupted(self, exc: BaseException) -> None:
         if self._interrupt is None:
