@@ -6,6 +6,9 @@ truly caps them, with their arguments handed off safely, and the first failure c
 the siblings.
 """
 
+import contextlib
+from typing import TYPE_CHECKING
+
 from anyio import CancelScope as CancelScope
 from anyio import CapacityLimiter as CapacityLimiter
 from anyio import Condition as Condition
@@ -27,7 +30,9 @@ from anyio.lowlevel import checkpoint as checkpoint
 from . import handoff as handoff
 from . import streams as streams
 from ._calls import call as call
+from ._calls import Settings as Settings
 from ._calls import check_cancelled as check_cancelled
+from ._calls import current_settings as current_settings
 from ._calls import interrupt_with as interrupt_with
 from ._calls import scope as scope
 from ._calls import to_thread as to_thread
@@ -65,6 +70,7 @@ __all__ = (
     "Outcome",
     "Runner",
     "Semaphore",
+    "Settings",
     "TaskCancelled",
     "TaskFailed",
     "TaskGroup",
@@ -79,6 +85,7 @@ __all__ = (
     "checkpoint",
     "collapse",
     "create_memory_object_stream",
+    "current_settings",
     "fail_after",
     "first_success",
     "from_thread",
@@ -99,12 +106,55 @@ __all__ = (
     "wait_future",
 )
 
+#: names imported when first used, so that ``import concur`` stays light: name -> module
+_LAZY = {
+    "ActionSkipped": "._strategies",
+    "Barrier": "._primitives",
+    "Concurrent": "._strategies",
+    "Job": "._workers",
+    "JobStatus": "._workers",
+    "KeyedLimiter": "._primitives",
+    "Pipeline": "._strategies",
+    "PoolStatistics": "._pools",
+    "ProcessPool": "._pools",
+    "RLock": "._primitives",
+    "Sequential": "._strategies",
+    "Skipped": "._strategies",
+    "ThreadPool": "._pools",
+    "Trigger": "._workers",
+    "WorkerPool": "._workers",
+    "WorkerPoolStatistics": "._workers",
+    "jsonl": ".jsonl",
+    "lifespan": "._signals",
+    "limit": "._resilience",
+    "retry": "._resilience",
+    "run_until_signal": "._signals",
+    "timeout": "._resilience",
+}
+
+if not TYPE_CHECKING:  # type checkers see the imports above instead
+
+    def __getattr__(name: str) -> object:
+        import importlib
+
+        where = _LAZY.get(name)
+        if where is None:
+            raise AttributeError(f"module 'concur' has no attribute {name!r}")
+        module = importlib.import_module(where, __name__)
+        value = module if where == f".{name}" else getattr(module, name)
+        if getattr(value, "__module__", "").startswith("concur._"):
+            with contextlib.suppress(AttributeError, TypeError):
+                value.__module__ = __name__
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
+
 __version__ = "0.1.0"
 
 
 def _fix_module() -> None:
-    import contextlib
-
     # tracebacks and docs say concur.TaskGroup, not concur._taskgroup.TaskGroup
     for name in __all__:
         obj = globals()[name]

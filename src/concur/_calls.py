@@ -149,6 +149,17 @@ _entered: ContextVar[tuple[tuple[scope, Token[Settings]], ...]] = ContextVar(
 )
 
 
+def current_settings() -> Settings:
+    """The ambient settings in force here: those of the innermost :class:`scope` or
+    :class:`TaskGroup` entered in this context, or the defaults.
+
+    ``limiter`` is the limiter an enclosing scope or group set (``None`` when none did);
+    :meth:`Settings.current_limiter` resolves it for the running event loop. Usable in
+    sync and async code, with or without a running loop.
+    """
+    return settings_var.get()
+
+
 def check_thread_limit(thread_limit: object, where: str = "thread_limit") -> None:
     if isinstance(thread_limit, bool) or not isinstance(thread_limit, int):
         raise TypeError(f"{where} must be an int, got {type(thread_limit).__name__}")
