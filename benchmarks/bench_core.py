@@ -401,7 +401,7 @@ async def b9(backend: str, quick: bool) -> dict[str, Any]:
     import duckdb
     import polars as pl
 
-    from concur import _handoff  # the step to_thread runs before the hop, measured alone
+    from concur._core import handoff as _handoff  # the step to_thread runs before the hop, measured alone
 
     n = 2_000 if quick else 20_000
     con = duckdb.connect()

@@ -29,17 +29,18 @@ from anyio.lowlevel import checkpoint as checkpoint
 
 from . import handoff as handoff
 from . import streams as streams
-from ._calls import call as call
-from ._calls import Settings as Settings
-from ._calls import check_cancelled as check_cancelled
-from ._calls import current_settings as current_settings
-from ._calls import interrupt_with as interrupt_with
-from ._calls import scope as scope
-from ._calls import to_thread as to_thread
-from ._errors import ConcurError as ConcurError
-from ._errors import UnsafeHandoffError as UnsafeHandoffError
-from ._errors import UnsafeHandoffWarning as UnsafeHandoffWarning
-from ._groups import collapse as collapse
+from ._core import ConcurError as ConcurError
+from ._core import Settings as Settings
+from ._core import TaskGroup as TaskGroup
+from ._core import UnsafeHandoffError as UnsafeHandoffError
+from ._core import UnsafeHandoffWarning as UnsafeHandoffWarning
+from ._core import call as call
+from ._core import check_cancelled as check_cancelled
+from ._core import collapse as collapse
+from ._core import current_settings as current_settings
+from ._core import interrupt_with as interrupt_with
+from ._core import scope as scope
+from ._core import to_thread as to_thread
 from ._interop import asyncify as asyncify
 from ._interop import from_thread as from_thread
 from ._interop import run as run
@@ -48,7 +49,6 @@ from ._interop import wait_future as wait_future
 from ._map import amap as amap
 from ._map import map_async as map_async
 from ._runner import Runner as Runner
-from ._taskgroup import TaskGroup as TaskGroup
 from ._wait import Err as Err
 from ._wait import Ok as Ok
 from ._wait import Outcome as Outcome
@@ -150,6 +150,7 @@ if not TYPE_CHECKING:  # type checkers see the imports above instead
 
     def __dir__() -> list[str]:
         return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 

@@ -23,14 +23,18 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from ._calls import SyncFunctionExpected, is_async_callable, to_thread
+from ._core import (
+    SyncFunctionExpected,
+    check_async_function,
+    check_function,
+    is_async_callable,
+    to_thread,
+)
 from ._loops import (
     WAIT_SLICE,
     await_fn,
     call_soon,
-    check_async_fn,
     check_backend,
-    check_fn,
     in_worker_thread,
     loop_running_here,
     on_loop_thread_error,
@@ -81,7 +85,7 @@ def run(
         ValueError: an unknown *backend*.
         TypeError: *fn* is not callable, or not async.
     """
-    check_async_fn(fn, "concur.run")
+    check_async_function(fn, "concur.run")
     check_backend(backend)
     if in_worker_thread():
         return anyio.from_thread.run(await_fn, fn, args)
@@ -182,7 +186,7 @@ def syncify(fn: Callable[P, Awaitable[T]], /) -> Callable[P, T]:
     Raises:
         TypeError: *fn* is not callable, is a coroutine object, or is a sync function.
     """
-    check_async_fn(fn, "concur.syncify", args="")
+    check_async_function(fn, "concur.syncify", args="")
 
     @functools.wraps(fn)
     def sync_fn(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -214,7 +218,7 @@ def asyncify(fn: Callable[P, T], /) -> Callable[P, Coroutine[Any, Any, T]]:  # t
     Raises:
         TypeError: *fn* is not callable, or is already async.
     """
-    check_fn(fn, "concur.asyncify", args="")
+    check_function(fn, "concur.asyncify", args="")
     if is_async_callable(fn):
         raise TypeError(f"asyncify() takes a sync function; {fn!r} is async already")
 
@@ -239,7 +243,7 @@ def from_thread(fn: Callable[[*Ts], Awaitable[T]], /, *args: *Ts) -> T:
             a thread no event loop started (use a :class:`Runner` there).
         TypeError: *fn* is not callable, or not async.
     """
-    check_async_fn(fn, "concur.from_thread")
+    check_async_function(fn, "concur.from_thread")
     if not in_worker_thread():
         if loop_running_here():
             raise on_loop_thread_error("from_thread()", "await fn(*args) there instead")

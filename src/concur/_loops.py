@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import inspect
 import sys
 import threading
 import weakref
@@ -19,12 +18,9 @@ import anyio.from_thread
 import anyio.lowlevel
 import attrs
 
-from ._calls import (
+from ._core import (
+    PerRunLimiter,
     Settings,
-    _PerRunLimiter,  # pyright: ignore[reportPrivateUsage]
-    check_callable,
-    fn_name,
-    is_async_callable,
     settings_var,
 )
 
@@ -75,42 +71,6 @@ def in_worker_thread() -> bool:
     return True
 
 
-def check_fn(fn: object, where: str, *, args: str = "...") -> None:
-    """Refuse a coroutine object or a non-callable given to *where* (``"concur.run"``, ...).
-
-    The message shows the call to write instead: ``where(name, args)``.
-    """
-    if inspect.iscoroutine(fn):
-        name = getattr(fn, "__name__", "fn")
-        fn.close()  # it will never run: close it, so no "never awaited" warning
-        takes = "a function and its arguments" if args else "a function"
-        call = f"{where}({name}, {args})" if args else f"{where}({name})"
-        raise TypeError(
-            f"{where}() takes {takes}, not a coroutine object: "
-            f"write {call} instead of {where}({name}(...))"
-        )
-    check_callable(fn, where)
-
-
-def check_async_fn(fn: object, where: str, *, args: str = "...") -> None:
-    """As :func:`check_fn`, and refuse a sync function before anything runs it.
-
-    A sync wrapper made with ``functools.wraps`` around an async function passes (its
-    ``__wrapped__`` is followed): a decorator that returns its function's coroutine is
-    async to its callers.
-    """
-    check_fn(fn, where, args=args)
-    if is_async_callable(fn):
-        return
-    if hasattr(fn, "__wrapped__") and is_async_callable(inspect.unwrap(cast(Any, fn))):
-        return
-    name = fn_name(fn)
-    raise TypeError(
-        f"{where}() takes an async function; {name} is not an async function: call it "
-        f"directly, or from async code run it in a thread with concur.to_thread({name}, ...)"
-    )
-
-
 def on_loop_thread_error(what: str, instead: str) -> RuntimeError:
     return RuntimeError(
         f"{what} was called on an event loop's own thread, where blocking until the "
@@ -149,7 +109,7 @@ def adopt_context(context: contextvars.Context) -> None:
 
 
 #: per limiter in force at a call, the one that stands for it on other loops
-_loop_limiters: weakref.WeakKeyDictionary[anyio.CapacityLimiter, _PerRunLimiter] = (
+_loop_limiters: weakref.WeakKeyDictionary[anyio.CapacityLimiter, PerRunLimiter] = (
     weakref.WeakKeyDictionary()
 )
 _loop_limiters_lock: Final = threading.Lock()
@@ -163,7 +123,7 @@ def _limiter_for_another_loop(settings: Settings) -> Settings:
         per_run = _loop_limiters.get(limiter)
         if per_run is None:
             # anyio's limiter takes a float total (math.inf) as well as an int
-            per_run = _loop_limiters[limiter] = _PerRunLimiter(cast(int, limiter.total_tokens))
+            per_run = _loop_limiters[limiter] = PerRunLimiter(cast(int, limiter.total_tokens))
     return attrs.evolve(settings, limiter=per_run)
 
 

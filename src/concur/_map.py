@@ -24,11 +24,19 @@ from typing import Any, Final, Generic, Literal, NoReturn, TypeVar, cast, final,
 import anyio
 import anyio.lowlevel
 
-from ._calls import call, is_async_callable, settings_var, to_thread
-from ._groups import CallGroup
+from ._core import (
+    CallGroup,
+    call,
+    check_function,
+    check_int,
+    is_async_callable,
+    settings_var,
+    to_thread,
+)
+from ._core.settings import bounded
 from ._ratelimit import RateLimiter, check_rate
 
-__all__ = ["ListMap", "Source", "amap", "check_fn", "check_limit", "map_async"]
+__all__ = ["ListMap", "Source", "amap", "map_async"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -49,31 +57,11 @@ _END: Final = _Sentinel.END
 # --- validation -------------------------------------------------------------------------------
 
 
-def check_limit(limit: object, where: str = "limit") -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise TypeError(f"{where} must be an int, got {limit!r}")
-    if limit < 1:
-        raise ValueError(f"{where} must be at least 1, got {limit!r}")
-
-
 def _check_items(items: object) -> None:
     if not isinstance(items, (Iterable, AsyncIterable)):
         raise TypeError(
             f"items must be an iterable or an async iterable, got {type(items).__name__}"
         )
-
-
-def check_fn(fn: object, where: str, arg: str = "fn") -> None:
-    """Refuse a non-callable *fn*, or a coroutine object (closed, so it does not warn)."""
-    if inspect.iscoroutine(fn):
-        name = getattr(fn, "__name__", arg)
-        fn.close()
-        raise TypeError(
-            f"{where}() takes a function as {arg}, not a coroutine object: "
-            f"pass {name} itself, not {name}(...)"
-        )
-    if not callable(fn):
-        raise TypeError(f"{arg} must be callable, got {type(fn).__name__} {fn!r}")
 
 
 def _check_map_args(
@@ -85,15 +73,15 @@ def _check_map_args(
     ordered: object,
     where: str,
 ) -> None:
-    check_fn(fn, where)
+    check_function(fn, where)
     if type(ordered) is not bool:
         raise TypeError(f"ordered must be True or False, got {ordered!r}")
     _check_items(items)
-    check_limit(limit)
+    check_int(limit, "limit")
     if max_per_second is not None:
         check_rate(max_per_second, burst)
-    elif isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-        check_rate(1, burst)
+    else:
+        check_int(burst, "burst")
 
 
 # --- the engine -----------------------------------------------------------------------------
@@ -122,10 +110,7 @@ def _runner(
     no_wait = anyio.CapacityLimiter(math.inf)
 
     async def run(item: T) -> R:
-        if timeout is None:
-            return await to_thread(sync_fn, item, limiter=no_wait)
-        with anyio.fail_after(timeout):
-            return await to_thread(sync_fn, item, limiter=no_wait)
+        return await bounded(timeout, to_thread, sync_fn, item, limiter=no_wait)
 
     return run, settings.current_limiter()
 
@@ -628,10 +613,8 @@ class amap(Generic[T, R]):
         _check_map_args(fn, items, limit, max_per_second, burst, ordered, "amap")
         if buffer is None:
             buffer = limit
-        elif isinstance(buffer, bool) or not isinstance(buffer, int):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"buffer must be an int or None, got {buffer!r}")
-        elif buffer < 0:
-            raise ValueError(f"buffer must be >= 0, got {buffer!r}")
+        else:
+            check_int(buffer, "buffer", minimum=0)
         self._fn = fn
         self._items = items
         self._limit = limit

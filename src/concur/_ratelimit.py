@@ -16,19 +16,15 @@ from typing import final
 
 import anyio
 
+from ._core import check_int, check_number
+
 __all__ = ["RateLimiter", "check_rate"]
 
 
 def check_rate(per_second: object, burst: object, where: str = "max_per_second") -> None:
     """Validate a rate and a burst; raise ``TypeError``/``ValueError`` naming the argument."""
-    if isinstance(per_second, bool) or not isinstance(per_second, (int, float)):
-        raise TypeError(f"{where} must be a number of calls per second, got {per_second!r}")
-    if not per_second > 0 or math.isinf(per_second):
-        raise ValueError(f"{where} must be > 0 and finite, got {per_second!r}")
-    if isinstance(burst, bool) or not isinstance(burst, int):
-        raise TypeError(f"burst must be an int, got {burst!r}")
-    if burst < 1:
-        raise ValueError(f"burst must be at least 1, got {burst!r}")
+    check_number(per_second, where, strict=True, finite=True, unit="calls per second")
+    check_int(burst, "burst")
 
 
 @final

@@ -20,20 +20,18 @@ import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 
-from ._calls import check_timeout, fn_name
+from ._core import check_async_function, check_function, check_int, check_timeout, fn_name
 from ._loops import (
     adopt_context,
     await_fn,
     call_soon,
-    check_async_fn,
     check_backend,
-    check_fn,
     context_for_another_loop,
     in_worker_thread,
     on_loop_thread_error,
     wait_event,
 )
-from ._map import check_limit, map_async
+from ._map import map_async
 
 __all__ = ["Runner"]
 
@@ -314,7 +312,7 @@ class Runner:
                 after *shutdown_timeout*.
             TypeError: *fn* is not callable, or is not async.
         """
-        check_async_fn(fn, "runner.run")
+        check_async_function(fn, "runner.run")
         self._refuse_own_thread("Runner.run()", "await fn(*args) there instead")
         return self._call(fn, args)
 
@@ -333,7 +331,7 @@ class Runner:
             RuntimeError: the runner is closed.
             TypeError: *fn* is not callable, or is not async.
         """
-        check_async_fn(fn, "runner.submit")
+        check_async_function(fn, "runner.submit")
         job = self._start(fn, args)
         future = job.future
 
@@ -379,8 +377,8 @@ class Runner:
             TypeError: *fn* is not callable, or *limit* is not an int.
             ValueError: *limit* is below 1.
         """
-        check_fn(fn, "runner.map", args="items")
-        check_limit(limit)
+        check_function(fn, "runner.map", args="items")
+        check_int(limit, "limit")
         self._refuse_own_thread("Runner.map()", "await concur.map_async(...) there instead")
         values = list(items)
         run_map = functools.partial(map_async, fn, values, limit=limit)

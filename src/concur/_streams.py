@@ -23,9 +23,8 @@ from typing import Any, Final, Generic, Self, TypeVar, cast, final, overload
 import anyio
 import anyio.lowlevel
 
-from ._calls import is_async_callable
-from ._groups import CallGroup
-from ._map import amap, check_fn, check_limit
+from ._core import CallGroup, check_function, check_int, is_async_callable
+from ._map import amap
 from ._ratelimit import RateLimiter, check_rate
 
 __all__ = [
@@ -55,13 +54,6 @@ def _check_source(source: object, where: str = "source") -> None:
         raise TypeError(
             f"{where} must be an async iterable or an iterable, got {type(source).__name__}"
         )
-
-
-def _check_count(n: object, where: str) -> None:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"{where} must be an int, got {n!r}")
-    if n < 0:
-        raise ValueError(f"{where} must be >= 0, got {n!r}")
 
 
 @final
@@ -211,7 +203,7 @@ class _Filter(ClosingAsyncIterator[T]):
         source: AsyncIterable[T] | Iterable[T],
         pred: Callable[[T], Awaitable[object]] | Callable[[T], object],
     ) -> None:
-        check_fn(pred, "filter", "pred")
+        check_function(pred, "filter", arg="pred")
         super().__init__(source)
         self._pred = pred
         self._is_async = is_async_callable(pred)
@@ -234,8 +226,7 @@ class _Enumerate(ClosingAsyncIterator[tuple[int, T]]):
     __slots__ = ("_i",)
 
     def __init__(self, source: AsyncIterable[T] | Iterable[T], start: int) -> None:
-        if isinstance(start, bool) or not isinstance(start, int):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"start must be an int, got {start!r}")
+        check_int(start, "start", minimum=None)
         super().__init__(source)
         self._i = start
 
@@ -277,7 +268,7 @@ def take(source: AsyncIterable[T] | Iterable[T], n: int) -> ClosingAsyncIterator
         ValueError: ``n < 0``.
         TypeError: *source* is not iterable, or *n* is not an int.
     """
-    _check_count(n, "n")
+    check_int(n, "n", minimum=0)
     return _Take(source, n)
 
 
@@ -288,7 +279,7 @@ def skip(source: AsyncIterable[T] | Iterable[T], n: int) -> ClosingAsyncIterator
         ValueError: ``n < 0``.
         TypeError: *source* is not iterable, or *n* is not an int.
     """
-    _check_count(n, "n")
+    check_int(n, "n", minimum=0)
     return _Skip(source, n)
 
 
@@ -566,7 +557,7 @@ class buffer(_TaskOperator[T]):
 
     def __init__(self, source: AsyncIterable[T] | Iterable[T], size: int) -> None:
         _check_source(source)
-        check_limit(size, "size")
+        check_int(size, "size")
         super().__init__()
         self._source = source
         self._size = size
@@ -635,10 +626,10 @@ class batch(_TaskOperator[list[T]]):
     def __init__(
         self, source: AsyncIterable[T] | Iterable[T], size: int, *, timeout: float | None = None
     ) -> None:
-        from ._calls import check_timeout
+        from ._core import check_timeout
 
         _check_source(source)
-        check_limit(size, "size")
+        check_int(size, "size")
         check_timeout(timeout)
         super().__init__()
         self._source = source
@@ -698,5 +689,5 @@ def map(
         ValueError: ``limit < 1``.
     """
     _check_source(source)
-    check_fn(fn, "streams.map")
+    check_function(fn, "streams.map")
     return amap(fn, source, limit=limit, ordered=ordered)

@@ -15,9 +15,9 @@ from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast, fi
 import anyio
 import attrs
 
-from ._calls import call, check_timeout, settings_var
-from ._groups import CallGroup, first_interrupt
-from ._map import ListMap, Source, check_limit
+from ._core import CallGroup, call, check_int, check_timeout, first_interrupt, settings_var
+from ._core.settings import bounded, same
+from ._map import ListMap, Source
 
 __all__ = ["Err", "Ok", "Outcome", "first_success", "gather", "gather_settled", "race"]
 
@@ -101,11 +101,7 @@ def _check_jobs(jobs: tuple[object, ...], where: str) -> None:
 async def _invoke(job: Job[T]) -> T:
     """Run one job: await a coroutine object, or make a component call of a callable."""
     if inspect.iscoroutine(job):
-        timeout = settings_var.get().timeout
-        if timeout is None:
-            return cast(T, await job)
-        with anyio.fail_after(timeout):
-            return cast(T, await job)
+        return cast(T, await bounded(settings_var.get().timeout, same, job))
     return await call(cast("Callable[[], T]", job))
 
 
@@ -201,7 +197,7 @@ async def gather(
     _check_jobs(jobs, "gather")
     if limit is not None:
         try:
-            check_limit(limit)
+            check_int(limit, "limit")
         except (TypeError, ValueError):
             _close_jobs(jobs)
             raise
@@ -245,7 +241,7 @@ async def gather_settled(
     _check_jobs(jobs, "gather_settled")
     if limit is not None:
         try:
-            check_limit(limit)
+            check_int(limit, "limit")
         except (TypeError, ValueError):
             _close_jobs(jobs)
             raise

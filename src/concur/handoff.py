@@ -29,7 +29,7 @@ DuckDB and pyarrow are installed only once such a value is handed off, so import
 imports none of them. Register rules of your own with :func:`register`.
 """
 
-from ._handoff import Policy as Policy
-from ._handoff import register as register
+from ._core.handoff import Policy as Policy
+from ._core.handoff import register as register
 
 __all__ = ("Policy", "register")

@@ -30,7 +30,7 @@ from components import (
     select_best_features,
     select_best_features_sync,
 )
-from concur._calls import settings_var
+from concur._core.settings import settings_var
 
 
 def _frame() -> pl.DataFrame:

@@ -1,7 +1,6 @@
 """A pytest plugin that turns concur's backend fast paths off (used by test_fallback.py)."""
 
-import concur._backends._asyncio as asyncio_fast
-import concur._calls as calls
+import concur._core.calls as calls
 
-asyncio_fast.FAST_PATH = False
-calls._trio_fast_missing = True  # pyright: ignore[reportPrivateUsage]
+# None: "this backend has no fast path", so every thread call takes anyio's own path
+calls._fast_paths.update(asyncio=None, trio=None)  # pyright: ignore[reportPrivateUsage]

@@ -118,7 +118,7 @@ async def test_no_call_is_lost_when_idle_workers_retire(
     anyio_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With a 1 ms idle timeout, calls that keep landing as workers retire all complete."""
-    from concur._backends import _asyncio as fast
+    from concur._core import asyncio_pool as fast
 
     monkeypatch.setattr(fast, "IDLE_SECONDS", 0.001)
     rng = random.Random(9)

@@ -31,7 +31,7 @@ from typing import Any, Literal, TypeAlias, TypeVar
 
 import attrs
 
-from ._errors import UnsafeHandoffError, UnsafeHandoffWarning
+from .errors import UnsafeHandoffError, UnsafeHandoffWarning
 
 __all__ = [
     "Policy",

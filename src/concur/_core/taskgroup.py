@@ -14,19 +14,12 @@ from typing import Any, Literal, Self, TypeGuard, TypeVar, TypeVarTuple, cast, f
 import anyio
 import anyio.abc
 
-from ._calls import (
-    Settings,
-    ThreadCall,
-    check_callable,
-    derive_settings,
-    fn_name,
-    is_async_callable,
-    prepare_thread_call,
-    run_thread_call,
-    settings_var,
-)
-from ._groups import guard_coro, is_cancellation
-from ._handoff import Policy
+from .calls import prepare_thread_call, run_thread_call
+from .checks import check_function, fn_name, is_async_callable
+from .groups import guard_coro, is_cancellation
+from .handoff import Policy
+from .settings import Settings, bounded, derive_settings, same, settings_var
+from .threadcall import ThreadCall
 
 __all__ = ["TaskGroup"]
 
@@ -254,16 +247,16 @@ class TaskGroup(anyio.abc.TaskGroup):
                     "spawn() got a coroutine object and arguments: pass either a coroutine "
                     "object alone, or a function and its arguments"
                 )
-            coro = fn if timeout is None else _timed_coro(fn, timeout)
+            coro = fn if timeout is None else bounded(timeout, same, fn)
         elif is_async_callable(fn):
             async_fn = cast("Callable[..., Awaitable[T]]", fn)
             if timeout is None:
                 result = async_fn(*args)
                 coro = result if _is_coroutine(result) else _await(result)
             else:
-                coro = _timed_call(async_fn, args, timeout)
+                coro = bounded(timeout, async_fn, *args)
         else:
-            check_callable(fn, "spawn")
+            check_function(fn, "spawn", fix="tg.spawn")
             settings = cast(Settings, self._settings)
             # handed off now, so that a handoff warning points at the spawn() line
             job = prepare_thread_call(cast("Callable[..., T]", fn), args, settings.handoff)
@@ -357,7 +350,7 @@ class TaskGroup(anyio.abc.TaskGroup):
         """
         tg = self._active()
         if not is_async_callable(func):
-            check_callable(func, "start")
+            check_function(func, "start", fix="tg.start")
             raise TypeError(f"start() needs an async function taking task_status=, got {func!r}")
         # the started task copies the caller's context: put the group's settings in it
         token = settings_var.set(cast(Settings, self._settings))
@@ -393,19 +386,5 @@ async def _await(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
-async def _timed_coro(coro: Coroutine[Any, Any, T], timeout: float) -> T:
-    with anyio.fail_after(timeout):
-        return await coro
-
-
-async def _timed_call(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], timeout: float) -> T:
-    with anyio.fail_after(timeout):
-        return await fn(*args)
-
-
 async def _thread_task(job: ThreadCall, settings: Settings, timeout: float | None) -> Any:
-    limiter = settings.current_limiter()
-    if timeout is None:
-        return await run_thread_call(job, limiter, False)
-    with anyio.fail_after(timeout):
-        return await run_thread_call(job, limiter, False)
+    return await bounded(timeout, run_thread_call, job, settings.current_limiter(), False)

@@ -33,7 +33,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, Final, Protocol, final
+from typing import Any, Final, final
 
 import anyio
 
@@ -48,32 +48,14 @@ try:
     claim_worker_thread: Any = _eventloop.claim_worker_thread
     set_current_async_library: Any = _eventloop.set_current_async_library
     threadlocals: Any = _eventloop.threadlocals
-    current_async_library: Callable[[], str | None] = _eventloop.current_async_library
 except (ImportError, AttributeError):  # pragma: no cover - anyio reorganised its internals
     FAST_PATH = False  # pyright: ignore[reportConstantRedefinition]
-
-    def current_async_library() -> str | None:
-        return None
 else:
     FAST_PATH = True  # pyright: ignore[reportConstantRedefinition]
 
-__all__ = ["FAST_PATH", "INTERRUPT_EVERY", "ThreadCallLike", "current_async_library", "run_in_pool"]
+from .threadcall import INTERRUPT_EVERY, ThreadCall
 
-INTERRUPT_EVERY: Final = 0.1
-"""Seconds between two rounds of interrupt hooks while a cancelled call's thread runs on."""
-
-
-class ThreadCallLike(Protocol):
-    """What the pool needs of concur's thread call (``concur._calls.ThreadCall``)."""
-
-    @property
-    def interrupted(self) -> bool: ...
-
-    def run(self) -> Any: ...
-
-    def discard(self) -> None: ...
-
-    def interrupt(self) -> None: ...
+__all__ = ["FAST_PATH", "run_in_pool"]
 
 
 logger: Final = logging.getLogger("concur")
@@ -270,7 +252,7 @@ def _pool() -> _Pool:
 
 
 async def run_in_pool(
-    call: ThreadCallLike, limiter: anyio.CapacityLimiter, abandon_on_cancel: bool
+    call: ThreadCall, limiter: anyio.CapacityLimiter, abandon_on_cancel: bool
 ) -> Any:
     """Run *call* on the pool under *limiter*, with concur's cancellation semantics.
 
@@ -328,9 +310,7 @@ async def run_in_pool(
     return result
 
 
-def _interrupt_until_finished(
-    job: _Job, call: ThreadCallLike, loop: asyncio.AbstractEventLoop
-) -> None:
+def _interrupt_until_finished(job: _Job, call: ThreadCall, loop: asyncio.AbstractEventLoop) -> None:
     def again() -> None:
         if not job.finished:
             call.interrupt()
@@ -344,7 +324,7 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-async def _wait_shielded(job: _Job, call: ThreadCallLike) -> None:
+async def _wait_shielded(job: _Job, call: ThreadCall) -> None:
     loop = asyncio.get_running_loop()
     with CancelScope(shield=True):
         while not job.finished:

@@ -22,13 +22,13 @@ import importlib
 import logging
 import math
 from collections.abc import Callable
-from typing import Any, Final, Protocol, final
+from typing import Any, Final, final
 
 import anyio
 import anyio.lowlevel
 import trio
 
-from ._asyncio import INTERRUPT_EVERY
+from .threadcall import INTERRUPT_EVERY, ThreadCall
 
 __all__ = ["run_in_thread"]
 
@@ -53,26 +53,11 @@ def _token() -> anyio.lowlevel.EventLoopToken:
     return token
 
 
-class ThreadCallLike(Protocol):
-    """What this module needs of concur's thread call (``concur._calls.ThreadCall``)."""
-
-    hooks: list[Callable[[], object]]
-    cancel_register: list[Any] | None
-    watch: Callable[[], None] | None
-
-    @property
-    def interrupted(self) -> bool: ...
-
-    def finished(self) -> bool: ...
-
-    def interrupt(self) -> None: ...
-
-
 async def run_in_thread(
     fn: Callable[[], Any],
     limiter: anyio.CapacityLimiter,
     abandon_on_cancel: bool,
-    call: ThreadCallLike,
+    call: ThreadCall,
 ) -> Any:
     """Run *fn* in a trio worker thread under *limiter*; anyio's semantics, less overhead.
 
@@ -113,13 +98,13 @@ async def run_in_thread(
     return result
 
 
-def _watch_from_thread(trio_token: Any, call: ThreadCallLike) -> None:
+def _watch_from_thread(trio_token: Any, call: ThreadCall) -> None:
     # in the worker thread: interrupt_with added a hook; have the monitor watch this call
     with contextlib.suppress(trio.RunFinishedError):
         trio_token.run_sync_soon(_watch, call)
 
 
-def _watch(call: ThreadCallLike) -> None:
+def _watch(call: ThreadCall) -> None:
     _monitor().add(call)
 
 
@@ -143,10 +128,10 @@ class _Monitor:
     __slots__ = ("calls", "wake")
 
     def __init__(self) -> None:
-        self.calls: dict[ThreadCallLike, float] = {}  # call -> when to interrupt next
+        self.calls: dict[ThreadCall, float] = {}  # call -> when to interrupt next
         self.wake = trio.Event()
 
-    def add(self, call: ThreadCallLike) -> None:
+    def add(self, call: ThreadCall) -> None:
         if not call.finished():
             self.calls.setdefault(call, -math.inf)
             self.wake.set()
