@@ -1,15 +1,11 @@
-"""concur.run, concur.Runner, syncify/asyncify, from_thread and wait_future."""
+"""concur.run, syncify/asyncify, from_thread and wait_future."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
 import functools
 import inspect
-import subprocess
-import sys
-import textwrap
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -17,77 +13,24 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+from concur_helpers import (
+    BACKENDS,
+    WAIT,
+    SyncJobPeak,
+    cleanup_task,
+    context_seen,
+    double,
+    fail,
+    ident,
+    in_thread,
+    interrupt_when,
+    main_thread_only,  # noqa: F401  (a fixture)
+    new_threads,
+    no_loop_thread_left,  # noqa: F401  (an autouse fixture)
+    request_id,
+)
 
 import concur
-
-WAIT = 20.0  # a bound for threading waits, never reached when the tests pass
-BACKENDS = ["asyncio", "trio"]
-# worker-thread caches of anyio and trio; the conftest checks that none is busy
-_IDLE_WORKERS = ("AnyIO worker thread", "Trio thread", "Trio worker thread")
-
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-
-def _new_threads(before: set[threading.Thread]) -> list[threading.Thread]:
-    return [
-        thread
-        for thread in threading.enumerate()
-        if thread not in before and thread.is_alive() and not thread.name.startswith(_IDLE_WORKERS)
-    ]
-
-
-@pytest.fixture(autouse=True)
-def _no_loop_thread_left() -> Iterator[None]:
-    """After each test, no thread it started (an event loop's above all) is still alive."""
-    before = set(threading.enumerate())
-    yield
-    left = _new_threads(before)
-    for thread in left:  # helper threads of the test itself may be finishing
-        thread.join(WAIT)
-    left = _new_threads(before)
-    assert not left, f"threads left running: {left}"
-
-
-async def ident() -> int:
-    await anyio.lowlevel.checkpoint()
-    return threading.get_ident()
-
-
-async def double(x: int) -> int:
-    await anyio.lowlevel.checkpoint()
-    return 2 * x
-
-
-async def fail(message: str) -> None:
-    await anyio.lowlevel.checkpoint()
-    raise ValueError(message)
-
-
-async def context_seen(_: object = None) -> tuple[str, float | None, str]:
-    """The context variable, and the ambient timeout and handoff policy, seen here."""
-    await anyio.lowlevel.checkpoint()
-    settings = concur.scope().settings
-    return request_id.get(), settings.timeout, settings.handoff
-
-
-def in_thread(fn: Any, *args: Any) -> Any:
-    """Run ``fn(*args)`` in a fresh plain thread and return its result (or raise)."""
-    box: list[Any] = []
-
-    def target() -> None:
-        try:
-            box.append((True, fn(*args)))
-        except BaseException as exc:
-            box.append((False, exc))
-
-    thread = threading.Thread(target=target, name="test-helper")
-    thread.start()
-    thread.join(WAIT)
-    ok, value = box[0]
-    if not ok:
-        raise value
-    return value
-
 
 # --- concur.run -------------------------------------------------------------------------------
 
@@ -110,7 +53,7 @@ async def test_run_inside_a_running_loop_uses_a_thread_that_ends(backend: str) -
     assert concur.run(double, 4, backend=backend) == 8  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="inner"):
         concur.run(fail, "inner", backend=backend)  # type: ignore[arg-type]
-    assert _new_threads(before) == []
+    assert new_threads(before) == []
 
 
 async def test_run_in_a_worker_thread_uses_the_parent_loop() -> None:
@@ -134,324 +77,7 @@ def test_run_refuses_bad_input() -> None:
         concur.run(lambda: 1)  # type: ignore[arg-type,return-value]
 
 
-# --- Runner -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_runner_keeps_one_named_loop_thread_started_on_first_use(backend: str) -> None:
-    """The loop thread starts on first use, serves every call, is named, and is gone at close."""
-    before = set(threading.enumerate())
-    runner = concur.Runner(backend, name="my-loop")  # type: ignore[arg-type]
-    assert _new_threads(before) == []
-    names = {runner.run(_thread_name) for _ in range(3)}
-    assert names == {"my-loop"}
-    assert len({runner.run(ident) for _ in range(5)}) == 1
-    assert [thread.name for thread in _new_threads(before)] == ["my-loop"]
-    runner.close()
-    assert _new_threads(before) == []
-    assert runner.closed
-
-
-async def _thread_name() -> str:
-    await anyio.lowlevel.checkpoint()
-    return threading.current_thread().name
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_runner_serves_eight_threads_at_once(backend: str) -> None:
-    """Eight threads calling ``run``, ``submit`` and ``map`` at once share the one loop."""
-    barrier = threading.Barrier(8)
-
-    def client(runner: concur.Runner, n: int) -> tuple[set[int], list[int]]:
-        barrier.wait(WAIT)
-        idents = {runner.run(ident) for _ in range(10)}
-        futures = [runner.submit(double, n * 100 + i) for i in range(10)]
-        values = [future.result(WAIT) for future in futures]
-        assert runner.map(double, range(n)) == [2 * i for i in range(n)]
-        return idents, values
-
-    with (
-        concur.Runner(backend) as runner,  # type: ignore[arg-type]
-        concurrent.futures.ThreadPoolExecutor(8) as pool,
-    ):
-        results = list(pool.map(client, [runner] * 8, range(8)))
-    assert len(set().union(*(idents for idents, _ in results))) == 1
-    for n, (_, values) in enumerate(results):
-        assert values == [2 * (n * 100 + i) for i in range(10)]
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_runner_run_returns_and_raises_like_the_function(backend: str) -> None:
-    """``run`` returns the value and raises the very exception of the function."""
-    error = KeyError("gone")
-
-    async def raise_it() -> None:
-        raise error
-
-    with concur.Runner(backend) as runner:  # type: ignore[arg-type]
-        assert runner.run(double, 5) == 10
-        with pytest.raises(KeyError) as info:
-            runner.run(raise_it)
-        assert info.value is error
-        with pytest.raises(TypeError, match="not an async function"):
-            runner.run(lambda: 3)  # type: ignore[arg-type,return-value]
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_submit_and_cancel_cancels_the_task_on_the_loop(backend: str) -> None:
-    """``future.cancel()`` cancels the running task, whose cleanup then runs on the loop."""
-    started, cleaned = threading.Event(), threading.Event()
-
-    async def forever() -> None:
-        started.set()
-        try:
-            await anyio.sleep_forever()
-        except anyio.get_cancelled_exc_class():
-            cleaned.set()
-            raise
-
-    with concur.Runner(backend) as runner:  # type: ignore[arg-type]
-        future = runner.submit(forever)
-        assert started.wait(WAIT)
-        assert not future.done()
-        assert future.cancel()
-        assert cleaned.wait(WAIT)
-        assert future.cancelled()
-        assert runner.submit(double, 2).result(WAIT) == 4
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_submit_cancelled_before_it_starts_never_runs(backend: str) -> None:
-    """A future cancelled before its task started: the function never runs."""
-    blocking, release, ran = threading.Event(), threading.Event(), threading.Event()
-
-    async def block_the_loop() -> None:
-        blocking.set()
-        release.wait(WAIT)  # deliberately blocks the loop: no task can start meanwhile
-
-    async def work() -> None:
-        ran.set()
-
-    with concur.Runner(backend) as runner:  # type: ignore[arg-type]
-        blocker = runner.submit(block_the_loop)
-        assert blocking.wait(WAIT)
-        futures = [runner.submit(work) for _ in range(5)]
-        assert all(future.cancel() for future in futures)
-        release.set()
-        blocker.result(WAIT)
-    assert all(future.cancelled() for future in futures)
-    assert not ran.is_set()
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_run_and_map_on_the_runners_own_thread_raise(backend: str) -> None:
-    """On the runner's loop thread ``run``/``map``/``close`` raise; ``submit`` works there."""
-    with concur.Runner(backend) as runner:  # type: ignore[arg-type]
-
-        async def inside() -> int:
-            with pytest.raises(RuntimeError, match="deadlock"):
-                runner.run(double, 1)
-            with pytest.raises(RuntimeError, match="deadlock"):
-                runner.map(double, [1])
-            with pytest.raises(RuntimeError, match="deadlock"):
-                runner.close()
-            return await concur.wait_future(runner.submit(double, 21))
-
-        assert runner.run(inside) == 42
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_closed_runner_refuses_calls(backend: str) -> None:
-    """After ``close`` (idempotent), every call and ``with`` raises ``RuntimeError``."""
-    runner = concur.Runner(backend)  # type: ignore[arg-type]
-    runner.run(double, 1)
-    runner.close()
-    runner.close()
-    for attempt in (
-        lambda: runner.run(double, 1),
-        lambda: runner.submit(double, 1),
-        lambda: runner.map(double, [1]),
-        lambda: runner.__enter__(),
-    ):
-        with pytest.raises(RuntimeError, match="closed"):
-            attempt()
-    never_started = concur.Runner(backend)  # type: ignore[arg-type]
-    never_started.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        never_started.run(double, 1)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_close_waits_for_submitted_work(backend: str) -> None:
-    """Without a shutdown timeout, closing lets submitted work finish."""
-    started, release = threading.Event(), threading.Event()
-
-    async def slow() -> str:
-        started.set()
-        await anyio.to_thread.run_sync(release.wait, WAIT)
-        return "finished"
-
-    runner = concur.Runner(backend)  # type: ignore[arg-type]
-    future = runner.submit(slow)
-    assert started.wait(WAIT)
-
-    def release_once_closing() -> None:
-        while not runner.closed:
-            threading.Event().wait(0.01)
-        release.set()
-
-    helper = threading.Thread(target=release_once_closing)
-    helper.start()
-    runner.close()
-    helper.join(WAIT)
-    assert future.result(0) == "finished"
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_shutdown_timeout_cancels_what_is_left(backend: str) -> None:
-    """With ``shutdown_timeout``, closing cancels what still runs and awaits its cleanup."""
-    started, cleaned = threading.Event(), threading.Event()
-
-    async def forever() -> None:
-        started.set()
-        try:
-            await anyio.sleep_forever()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.lowlevel.checkpoint()
-            cleaned.set()
-
-    runner = concur.Runner(backend, shutdown_timeout=0.01)  # type: ignore[arg-type]
-    future = runner.submit(forever)
-    assert started.wait(WAIT)
-    runner.close()
-    assert cleaned.is_set()
-    assert future.cancelled()
-
-
-def test_runner_validates_its_options() -> None:
-    """A bad backend or shutdown timeout is refused at construction."""
-    with pytest.raises(ValueError, match="backend"):
-        concur.Runner("curio")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="shutdown_timeout"):
-        concur.Runner(shutdown_timeout=-1)
-    with pytest.raises(ValueError, match="limit"), concur.Runner() as runner:
-        runner.map(double, [1], limit=0)
-    runner = concur.Runner("trio", name="x")
-    assert (runner.backend, runner.name) == ("trio", "x")
-    assert "x" in repr(runner)
-    runner.close()
-
-
-def test_a_loop_that_cannot_start_raises_at_the_call() -> None:
-    """Bad backend options fail the first call, leave no thread, and the runner can close."""
-    runner = concur.Runner("trio", backend_options={"no_such_option": 1})
-    with pytest.raises(TypeError, match="no_such_option"):
-        runner.run(double, 1)
-    runner.close()
-    assert runner.closed
-
-
-# --- Runner.map ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_map_keeps_order_and_the_limit_for_async_and_sync(backend: str) -> None:
-    """``map`` returns results in input order, runs at most *limit* at once, async or sync."""
-    running = 0
-    peak = 0
-    lock = threading.Lock()
-
-    def track(delta: int) -> None:
-        nonlocal running, peak
-        with lock:
-            running += delta
-            peak = max(peak, running)
-
-    async def slow_double(x: int) -> int:
-        track(1)
-        for _ in range(3):
-            await anyio.lowlevel.checkpoint()
-        track(-1)
-        return 2 * x
-
-    def sync_square(x: int) -> tuple[int, int]:
-        return x * x, threading.get_ident()
-
-    with concur.Runner(backend) as runner:  # type: ignore[arg-type]
-        assert runner.map(slow_double, range(30), limit=3) == [2 * i for i in range(30)]
-        assert peak <= 3
-        results = runner.map(sync_square, range(10))
-        loop_ident = runner.run(ident)
-    assert [square for square, _ in results] == [i * i for i in range(10)]
-    assert all(thread != loop_ident for _, thread in results)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_map_fails_fast_with_the_bare_exception(backend: str) -> None:
-    """One failing call cancels the others and its exception is raised bare."""
-    cancelled = threading.Event()
-
-    async def job(x: int) -> int:
-        if x == 0:
-            await anyio.lowlevel.checkpoint()
-            raise ValueError("zero")
-        try:
-            await anyio.sleep_forever()
-        except anyio.get_cancelled_exc_class():
-            cancelled.set()
-            raise
-        return x
-
-    with (
-        concur.Runner(backend) as runner,  # type: ignore[arg-type]
-        pytest.raises(ValueError, match="zero"),
-    ):
-        runner.map(job, [1, 0, 2], limit=3)
-    assert cancelled.is_set()
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_map_raises_a_group_when_several_fail_on_their_own(backend: str) -> None:
-    """Two calls failing on their own give an ``ExceptionGroup`` of both."""
-    barrier = threading.Barrier(2)
-
-    def job(x: int) -> None:
-        barrier.wait(WAIT)
-        raise ValueError(str(x))
-
-    with concur.Runner(backend) as runner:  # type: ignore[arg-type]
-        with pytest.RaisesGroup(ValueError, ValueError):
-            runner.map(job, [1, 2], limit=2)
-        assert runner.map(double, []) == []
-
-
 # --- context -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_scope_settings_and_context_vars_reach_runner_calls(backend: str) -> None:
-    """``run``/``submit``/``map`` run in a copy of the caller's context, scope settings included."""
-    seen = context_seen
-
-    async def set_var() -> None:
-        request_id.set("changed inside")
-
-    with concur.Runner(backend) as runner:  # type: ignore[arg-type]
-        assert runner.run(seen) == ("-", None, "warn")
-        token = request_id.set("r-1")
-        try:
-            with concur.scope(timeout=7, handoff="strict"):
-                expected = ("r-1", 7, "strict")
-                assert runner.run(seen) == expected
-                assert runner.submit(seen).result(WAIT) == expected
-                assert runner.map(seen, [1, 2]) == [expected, expected]
-                assert in_thread(concur.run, seen) == ("-", None, "warn")
-                runner.run(set_var)
-                assert request_id.get() == "r-1"
-        finally:
-            request_id.reset(token)
-        assert runner.run(seen) == ("-", None, "warn")
 
 
 async def test_scope_settings_reach_concur_run_from_a_loop_and_a_worker() -> None:
@@ -467,100 +93,20 @@ async def test_scope_settings_reach_concur_run_from_a_loop_and_a_worker() -> Non
         request_id.reset(token)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_thread_limit_set_on_a_loop_caps_concur_run(backend: str) -> None:
+    """A ``scope(thread_limit=...)`` entered on a loop caps thread calls in ``concur.run``."""
+    peak = SyncJobPeak()
+
+    async def three() -> list[int]:
+        return await concur.map_async(peak.job, range(3), limit=3)
+
+    with concur.scope(thread_limit=1):
+        assert concur.run(three, backend=backend) == [0, 1, 2]  # type: ignore[arg-type]
+    assert peak.peak == 1
+
+
 # --- Ctrl-C ------------------------------------------------------------------------------------
-
-
-def _interrupt_when(event: threading.Event) -> threading.Thread:
-    """Send a real SIGINT to the main thread once *event* is set."""
-    import signal
-
-    def target() -> None:
-        if event.wait(WAIT):
-            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
-
-    thread = threading.Thread(target=target, name="test-interrupter")
-    thread.start()
-    return thread
-
-
-def _cleanup_task(started: threading.Event, cleaned: threading.Event, cancelled: list[bool]) -> Any:
-    async def work() -> None:
-        started.set()
-        try:
-            await anyio.sleep_forever()
-        except anyio.get_cancelled_exc_class():
-            cancelled.append(True)
-            raise
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.lowlevel.checkpoint()
-            cleaned.set()
-
-    return work
-
-
-def _ignore_arg(fn: Any) -> Any:
-    async def one(_: object) -> None:
-        await fn()
-
-    return one
-
-
-@pytest.fixture
-def main_thread_only() -> None:
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signals are delivered to the main thread")
-
-
-@pytest.mark.usefixtures("main_thread_only")
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("method", ["run", "map"])
-def test_ctrl_c_in_runner_cancels_the_task_then_raises(backend: str, method: str) -> None:
-    """A real SIGINT during ``Runner.run``/``map`` cancels the task, awaits cleanup, raises."""
-    started, cleaned = threading.Event(), threading.Event()
-    cancelled: list[bool] = []
-    work = _cleanup_task(started, cleaned, cancelled)
-    with concur.Runner(backend) as runner:  # type: ignore[arg-type]
-        interrupter = _interrupt_when(started)
-        call = (
-            (lambda: runner.run(work))
-            if method == "run"
-            else lambda: runner.map(_ignore_arg(work), [1])
-        )
-        with pytest.raises(KeyboardInterrupt):
-            call()
-        interrupter.join(WAIT)
-        assert cleaned.is_set()
-        assert cancelled == [True]
-        assert runner.run(double, 3) == 6  # still usable
-
-
-@pytest.mark.usefixtures("main_thread_only")
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_second_ctrl_c_stops_waiting_for_the_cleanup(backend: str) -> None:
-    """A second SIGINT during the cleanup raises at once; the cleanup goes on, the runner works."""
-    started, cleaning, release, cleaned = (threading.Event() for _ in range(4))
-
-    async def work() -> None:
-        started.set()
-        try:
-            await anyio.sleep_forever()
-        finally:
-            cleaning.set()
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(release.wait, WAIT)
-            cleaned.set()
-
-    with concur.Runner(backend) as runner:  # type: ignore[arg-type]
-        first, second = _interrupt_when(started), _interrupt_when(cleaning)
-        with pytest.raises(KeyboardInterrupt):
-            runner.run(work)
-        first.join(WAIT)
-        second.join(WAIT)
-        assert not cleaned.is_set()
-        release.set()
-        assert cleaned.wait(WAIT)
-        assert runner.run(double, 4) == 8
 
 
 @pytest.mark.usefixtures("main_thread_only")
@@ -568,8 +114,8 @@ def test_a_second_ctrl_c_stops_waiting_for_the_cleanup(backend: str) -> None:
 def test_ctrl_c_in_concur_run_without_a_loop(backend: str) -> None:
     """A real SIGINT during ``concur.run`` (no loop in the thread) runs the cleanup and raises."""
     started, cleaned = threading.Event(), threading.Event()
-    work = _cleanup_task(started, cleaned, [])
-    interrupter = _interrupt_when(started)
+    work = cleanup_task(started, cleaned, [])
+    interrupter = interrupt_when(started)
     with pytest.raises(KeyboardInterrupt):
         concur.run(work, backend=backend)  # type: ignore[arg-type]
     interrupter.join(WAIT)
@@ -582,14 +128,14 @@ def test_ctrl_c_in_concur_run_inside_a_loop(backend: str) -> None:
     """A real SIGINT during ``concur.run`` called on a running loop cancels, cleans up, raises."""
     started, cleaned = threading.Event(), threading.Event()
     cancelled: list[bool] = []
-    work = _cleanup_task(started, cleaned, cancelled)
+    work = cleanup_task(started, cleaned, cancelled)
 
     async def cell() -> None:  # sync code on a running loop, as in a notebook cell
         concur.run(work, backend=backend)  # type: ignore[arg-type]
 
     loop = asyncio.new_event_loop()  # no SIGINT handler of its own, like a kernel's loop
     try:
-        interrupter = _interrupt_when(started)
+        interrupter = interrupt_when(started)
         with pytest.raises(KeyboardInterrupt):
             loop.run_until_complete(cell())
         interrupter.join(WAIT)
@@ -620,7 +166,7 @@ def test_a_second_ctrl_c_in_concur_run_inside_a_loop_raises_at_once(backend: str
 
     loop = asyncio.new_event_loop()
     try:
-        first, second = _interrupt_when(started), _interrupt_when(cleaning)
+        first, second = interrupt_when(started), interrupt_when(cleaning)
         with pytest.raises(KeyboardInterrupt):
             loop.run_until_complete(cell())
         first.join(WAIT)
@@ -868,32 +414,6 @@ async def test_wait_future_of_anyio() -> None:
         await concur.wait_future(42)  # type: ignore[arg-type]
 
 
-# --- interpreter exit ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_runner_never_closed_is_closed_at_exit(backend: str) -> None:
-    """A runner left open is closed at interpreter exit, its work cancelled and cleaned up."""
-    script = textwrap.dedent(f"""
-        import anyio, concur
-
-        async def forever():
-            try:
-                await anyio.sleep_forever()
-            finally:
-                print("cleaned up", flush=True)
-
-        runner = concur.Runner({backend!r}, shutdown_timeout=0)
-        print(runner.run(anyio.sleep, 0))
-        runner.submit(forever)
-    """)
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert out.stdout.split() == ["None", "cleaned", "up"]
-    assert out.stderr == ""
-
-
 # --- sync functions are refused before they run (issue 9, item 6) ------------------------------
 
 
@@ -929,3 +449,26 @@ def test_a_sync_decorator_around_an_async_function_is_async() -> None:
         return wrapper
 
     assert concur.run(decorate(double), 4) == 8
+
+
+async def _fetch(url: str) -> str:
+    await anyio.lowlevel.checkpoint()
+    return url
+
+
+def test_a_coroutine_object_is_refused_with_the_call_to_write() -> None:
+    """Each entry point given a coroutine object says how to call it instead."""
+    with concur.Runner() as runner:
+        attempts: list[tuple[Any, str]] = [
+            (concur.run, r"write concur\.run\(_fetch, \.\.\.\) instead"),
+            (runner.run, r"write runner\.run\(_fetch, \.\.\.\) instead"),
+            (runner.submit, r"write runner\.submit\(_fetch, \.\.\.\) instead"),
+            (lambda c: runner.map(c, ["u"]), r"write runner\.map\(_fetch, items\) instead"),
+            (concur.syncify, r"write concur\.syncify\(_fetch\) instead"),
+            (concur.from_thread, r"write concur\.from_thread\(_fetch, \.\.\.\) instead"),
+        ]
+        for attempt, message in attempts:
+            with pytest.raises(TypeError, match=message):
+                attempt(_fetch("u"))
+        with pytest.raises(TypeError, match=r"runner\.run\(\) takes a callable, got int"):
+            runner.run(3)  # type: ignore[call-overload,arg-type]
