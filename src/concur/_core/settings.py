@@ -1,0 +1,237 @@
+"""The ambient settings for component calls, and :class:`scope`, which sets them."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar, Token
+from typing import Any, Final, TypeVar, cast, final
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import attrs
+
+from .checks import check_int, check_timeout
+from .handoff import POLICIES, Policy
+
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "PerRunLimiter",
+    "Settings",
+    "bounded",
+    "current_settings",
+    "derive_settings",
+    "in_event_loop",
+    "same",
+    "scope",
+    "settings_var",
+]
+
+T = TypeVar("T")
+
+
+# --- the per-call timeout, applied in one place ------------------------------------------------
+
+
+async def bounded(
+    timeout: float | None, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any
+) -> T:
+    """Await ``fn(*args, **kwargs)``, bounded by *timeout* seconds (``TimeoutError``).
+
+    *timeout* is the per-call timeout already resolved: ``None`` is no bound at all (the
+    caller looked up the ambient one before: ``timeout if given else settings.timeout``),
+    ``math.inf`` too (it replaces an ambient bound). To bound an awaitable already made,
+    pass ``same`` as *fn*: ``bounded(timeout, same, coro)``.
+    """
+    if timeout is None:
+        return await fn(*args, **kwargs)
+    with anyio.fail_after(timeout):
+        return await fn(*args, **kwargs)
+
+
+def same(value: T, /) -> T:
+    """*value* itself (lets :func:`bounded` await an awaitable made beforehand)."""
+    return value
+
+
+@final
+class PerRunLimiter:
+    """A limiter of *total* tokens per event-loop run, for scopes entered outside a loop."""
+
+    __slots__ = ("_by_run", "total")
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._by_run: weakref.WeakKeyDictionary[object, anyio.CapacityLimiter] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> anyio.CapacityLimiter:
+        key = anyio.lowlevel.current_token().native_token
+        try:
+            return self._by_run[key]
+        except KeyError:
+            limiter = self._by_run[key] = anyio.CapacityLimiter(self.total)
+            return limiter
+
+
+@attrs.frozen
+class Settings:
+    """The ambient settings in force for component calls in the current context."""
+
+    limiter: anyio.CapacityLimiter | PerRunLimiter | None = None
+    handoff: Policy = "warn"
+    timeout: float | None = None
+
+    def current_limiter(self) -> anyio.CapacityLimiter:
+        """The limiter for thread calls here (anyio's default one if none was set)."""
+        limiter = self.limiter
+        if limiter is None:
+            return anyio.to_thread.current_default_thread_limiter()
+        if type(limiter) is PerRunLimiter:
+            return limiter.get()
+        return limiter
+
+
+DEFAULT_SETTINGS: Final = Settings()
+_INHERIT: Final = cast(Policy, "inherit")  # marks a handoff policy that was not given
+_UNSET: Final = Settings(handoff=_INHERIT)
+settings_var: ContextVar[Settings] = ContextVar("concur.settings", default=DEFAULT_SETTINGS)
+#: the scopes entered in this context, innermost last, with the token that undoes each
+_entered: ContextVar[tuple[tuple[scope, Token[Settings]], ...]] = ContextVar(
+    "concur.entered", default=()
+)
+
+
+def current_settings() -> Settings:
+    """The ambient settings in force here: those of the innermost :class:`scope` or
+    :class:`TaskGroup` entered in this context, or the defaults.
+
+    ``limiter`` is the limiter an enclosing scope or group set (``None`` when none did);
+    :meth:`Settings.current_limiter` resolves it for the running event loop. Usable in
+    sync and async code, with or without a running loop.
+    """
+    return settings_var.get()
+
+
+def derive_settings(
+    parent: Settings,
+    *,
+    thread_limit: int | None,
+    limiter: anyio.CapacityLimiter | None,
+    handoff: Policy | None,
+    timeout: float | None,
+    in_loop: bool,
+) -> Settings:
+    """Validate options and build the settings that inherit what is not given."""
+    if thread_limit is not None and limiter is not None:
+        raise ValueError("give either thread_limit= or limiter=, not both")
+    if handoff is not None:
+        if not isinstance(handoff, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f'handoff must be "warn", "strict" or "off", got {handoff!r}')
+        if handoff not in POLICIES:
+            raise ValueError(f'handoff must be "warn", "strict" or "off", got {handoff!r}')
+    if limiter is not None and not isinstance(
+        limiter,
+        anyio.CapacityLimiter,  # pyright: ignore[reportUnnecessaryIsInstance]
+    ):
+        raise TypeError(f"limiter must be an anyio.CapacityLimiter, got {type(limiter).__name__}")
+    check_timeout(timeout)
+    new_limiter: anyio.CapacityLimiter | PerRunLimiter | None = parent.limiter
+    if thread_limit is not None:
+        check_int(thread_limit, "thread_limit")
+        new_limiter = (
+            anyio.CapacityLimiter(thread_limit) if in_loop else PerRunLimiter(thread_limit)
+        )
+    elif limiter is not None:
+        new_limiter = limiter
+    return Settings(
+        limiter=new_limiter,
+        handoff=parent.handoff if handoff is None else handoff,
+        timeout=parent.timeout if timeout is None else timeout,
+    )
+
+
+@final
+class scope:
+    """Set the ambient settings for component calls, without starting a task group.
+
+    Usable as ``with concur.scope(...):`` in sync and async code alike (and as
+    ``async with``). Settings not given are inherited from the enclosing scope or
+    :class:`TaskGroup`.
+
+    Args:
+        thread_limit: cap thread calls made inside at this many at once. Entered outside an
+            event loop, each event-loop run inside gets its own limiter of that many tokens.
+        limiter: share this :class:`anyio.CapacityLimiter` instead (not with *thread_limit*).
+        handoff: the handoff policy, ``"warn"``, ``"strict"`` or ``"off"``.
+        timeout: a per-call default: each :func:`call` and :meth:`TaskGroup.spawn` inside
+            is bounded by it (``TimeoutError``). It is not a deadline for the scope's body.
+
+    Raises:
+        ValueError: both *thread_limit* and *limiter*, ``thread_limit < 1``, an unknown
+            policy or a negative timeout.
+    """
+
+    __slots__ = ("_own",)
+
+    def __init__(
+        self,
+        *,
+        thread_limit: int | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
+        handoff: Policy | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        # Only what is given is the scope's own; the rest is inherited where it is entered.
+        self._own = derive_settings(
+            _UNSET,
+            thread_limit=thread_limit,
+            limiter=limiter,
+            handoff=handoff,
+            timeout=timeout,
+            in_loop=in_event_loop(),
+        )
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this scope puts in force, entered here and now."""
+        parent = settings_var.get()
+        own = self._own
+        return Settings(
+            limiter=parent.limiter if own.limiter is None else own.limiter,
+            handoff=parent.handoff if own.handoff is _INHERIT else own.handoff,
+            timeout=parent.timeout if own.timeout is None else own.timeout,
+        )
+
+    def __enter__(self) -> scope:
+        token = settings_var.set(self.settings)
+        _entered.set((*_entered.get(), (self, token)))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # The tokens live in the context, not on the object: one scope object may be
+        # entered by many tasks (and threads) at once, each exit undoing its own entry.
+        entered = _entered.get()
+        if not entered or entered[-1][0] is not self:
+            raise RuntimeError(
+                "concur.scope exited where it was not the last scope entered: leave scopes "
+                "in the reverse order of entering them, in the task that entered them"
+            )
+        settings_var.reset(entered[-1][1])
+        _entered.set(entered[:-1])
+
+    async def __aenter__(self) -> scope:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__()
+
+
+def in_event_loop() -> bool:
+    try:
+        anyio.lowlevel.current_token()
+    except RuntimeError:
+        return False
+    return True
