@@ -15,7 +15,6 @@ import collections
 import enum
 import functools
 import inspect
-import math
 import operator
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
@@ -33,6 +32,7 @@ from ._core import (
     settings_var,
     to_thread,
 )
+from ._core.limits import give_back_on_error, take_token, unlimited
 from ._core.settings import bounded
 from ._ratelimit import RateLimiter, check_rate
 
@@ -107,7 +107,7 @@ def _runner(
             return cast("Callable[[T], Awaitable[R]]", fn), None
         return cast("Callable[[T], Awaitable[R]]", functools.partial(call, cast(Any, fn))), None
     sync_fn = cast("Callable[[T], R]", fn)
-    no_wait = anyio.CapacityLimiter(math.inf)
+    no_wait = unlimited()
 
     async def run(item: T) -> R:
         return await bounded(timeout, to_thread, sync_fn, item, limiter=no_wait)
@@ -159,12 +159,9 @@ class Source(Generic[T]):
             slot = self.slot
             if slot is None:
                 return await self._read()
-            await slot.acquire_on_behalf_of(borrower)
-            try:
+            await take_token(slot, borrower)
+            with give_back_on_error(slot, borrower):
                 got = await self._read()
-            except BaseException:
-                slot.release_on_behalf_of(borrower)
-                raise
             if got is _END:
                 slot.release_on_behalf_of(borrower)
             return got

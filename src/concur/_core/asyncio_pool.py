@@ -53,6 +53,7 @@ except (ImportError, AttributeError):  # pragma: no cover - anyio reorganised it
 else:
     FAST_PATH = True  # pyright: ignore[reportConstantRedefinition]
 
+from .limits import give_back_on_error, take_token
 from .threadcall import INTERRUPT_EVERY, ThreadCall
 
 __all__ = ["FAST_PATH", "run_in_pool"]
@@ -268,27 +269,9 @@ async def run_in_pool(
     state = _task_states.get(task) if task is not None else None
     scope = state.cancel_scope if state is not None else None
     job = _Job(call.run, limiter, loop.create_future(), scope)
-    try:
-        limiter.acquire_on_behalf_of_nowait(job)
-    except anyio.WouldBlock:
-        try:
-            await limiter.acquire_on_behalf_of(job)
-        except BaseException:
-            call.discard()
-            raise
-    else:
-        try:
-            await AsyncIOBackend.checkpoint_if_cancelled()
-        except BaseException:
-            limiter.release_on_behalf_of(job)
-            call.discard()
-            raise
-    try:
+    await take_token(limiter, job, call.discard, AsyncIOBackend.checkpoint_if_cancelled)
+    with give_back_on_error(limiter, job, call.discard):
         _pool().submit(job)
-    except BaseException:
-        limiter.release_on_behalf_of(job)
-        call.discard()
-        raise
     try:
         result = await job.future
     except BaseException:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import math
 import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, TypeVar, TypeVarTuple, cast, final, overload
@@ -17,6 +16,7 @@ import anyio.to_thread
 from . import handoff as _handoff
 from .checks import check_function, check_timeout, fn_name, is_async_callable
 from .handoff import Policy
+from .limits import unlimited
 from .settings import bounded, settings_var
 from .threadcall import PENDING, ThreadCall, current_async_library, observed
 
@@ -201,7 +201,7 @@ async def run_thread_call(
         abandon_on_cancel,
         limiter,
         lambda: anyio.to_thread.run_sync(
-            job.run_abandonable, abandon_on_cancel=True, limiter=_unlimited()
+            job.run_abandonable, abandon_on_cancel=True, limiter=unlimited()
         ),
     )
 
@@ -229,21 +229,6 @@ def _fast_path(backend: str) -> types.ModuleType | None:
                 module = None
     _fast_paths[backend] = module
     return module
-
-
-_unlimited_var: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
-    "concur.unlimited"
-)
-
-
-def _unlimited() -> anyio.CapacityLimiter:
-    # The token that counts is concur's own; anyio's limiter must not cap a second time.
-    try:
-        return _unlimited_var.get()
-    except LookupError:
-        limiter = anyio.CapacityLimiter(math.inf)
-        _unlimited_var.set(limiter)
-        return limiter
 
 
 # --- the component call ------------------------------------------------------------------

@@ -17,6 +17,7 @@ import anyio.lowlevel
 
 from . import handoff as _handoff
 from .checks import fn_name
+from .limits import take_token
 
 __all__ = [
     "ABANDONED",
@@ -321,11 +322,7 @@ async def observed(
     job.lock = threading.Lock()
     job.token = anyio.lowlevel.current_token()
     if own_limiter is not None:
-        try:
-            await own_limiter.acquire_on_behalf_of(job)
-        except BaseException:  # cancelled while waiting for a token: fn never runs
-            job.discard()
-            raise
+        await take_token(own_limiter, job, job.discard)  # cancelled: fn never runs
         job.limiter = own_limiter
     try:
         result = await start()
