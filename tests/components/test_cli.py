@@ -219,3 +219,89 @@ def test_skip_reports_the_failing_generator_and_goes_on(
     outcomes = {g["name"]: g["outcome"] for g in document["generators"]}
     assert outcomes == {"lag": "error", "rolling": "ok", "interaction": "ok", "sql": "ok"}
     assert not any(item["name"].startswith("lag__") for item in document["selected"])
+
+
+def test_a_file_whose_only_numeric_column_is_the_target(tmp_path: Path) -> None:
+    """A file with no numeric column besides target/entity/order uses the target's past.
+
+    (It was an error until issue 10; tests/components/test_cli_edges.py covers the rest.)
+    """
+    path = tmp_path / "only_target.csv"
+    pl.DataFrame({"name": ["a", "b", "c"], "e": [1, 2, 1], "y": [1.0, 2.0, 3.0]}).write_csv(path)
+    result = subprocess.run(
+        [*_script(), "features", str(path), "--target", "y", "--entity", "e", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no numeric feature columns" in result.stderr
+    assert "using the target's own past" in result.stderr
+    generators = json.loads(result.stdout)["generators"]
+    assert [g["name"] for g in generators] == ["autoregressive"]
+
+
+def test_markup_in_a_column_name_prints_the_table(tmp_path: Path) -> None:
+    """A CSV column named with rich markup characters is printed in the table, no crash."""
+    path = tmp_path / "brackets.csv"
+    pl.DataFrame(
+        {"x[/]": [float(i % 5) for i in range(30)], "y": [float(i) for i in range(30)]}
+    ).write_csv(path)
+    result = subprocess.run(
+        [*_script(), "features", str(path), "--target", "y", "--k", "3"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "x[/]" in result.stdout
+
+
+def test_a_decimal_target_is_numeric(tmp_path: Path) -> None:
+    """A Decimal target column (money in a Parquet file) is accepted as numeric."""
+    path = tmp_path / "decimal.parquet"
+    pl.DataFrame(
+        {"x": [float(i % 5) for i in range(30)], "y": [float(i) for i in range(30)]}
+    ).with_columns(pl.col("y").cast(pl.Decimal(10, 2))).write_parquet(path)
+    result = subprocess.run(
+        [*_script(), "features", str(path), "--target", "y", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["selected"]
+
+
+def test_a_seed_out_of_range_is_a_usage_error() -> None:
+    """A --seed too large for the generator exits 2 with one line, no traceback."""
+    assert "argument --seed" in _error_line(_run("--rows", "2000", "--seed", str(2**70)))
+
+
+def test_json_is_one_document_after_the_fixes(tmp_path: Path) -> None:
+    """--format json still prints exactly one JSON document with the documented keys."""
+    path = tmp_path / "ok.csv"
+    pl.DataFrame(
+        {"e": [1, 2] * 10, "t": list(range(20)), "x": [float(i % 7) for i in range(20)]}
+    ).with_columns(y=pl.col("x") * 2).write_csv(path)
+    result = subprocess.run(
+        [
+            *_script(),
+            *("features", str(path), "--target", "y", "--entity", "e", "--order", "t"),
+            *("--format", "json", "--backend", "trio"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert set(document) == {"selected", "unsupported", "chance", "generators"}
+    assert {g["name"] for g in document["generators"]} == {"lag", "rolling", "interaction", "sql"}
+    assert not any(
+        "__e_" in item["name"] or "__t_" in item["name"] for item in document["selected"]
+    )

@@ -121,3 +121,17 @@ async def test_agenerate_works_on_a_clone_in_a_thread() -> None:
     frame = _shuffled()
     gen = LagFeatures(entity="entity", order="t")
     assert (await gen.agenerate(frame)).equals(gen.generate(frame))
+
+
+def test_lags_and_rolling_on_interleaved_unsorted_entities_by_hand() -> None:
+    """Lags, differences and rolling stats follow entity and order and keep row alignment."""
+    frame = pl.DataFrame(
+        {
+            "e": [1, 2, 1, 2, 1, 2, 1],
+            "t": [3, 2, 1, 1, 2, 3, 4],
+            "x": [30.0, 200.0, 10.0, 100.0, 20.0, 300.0, 40.0],
+        }
+    )
+    lags = LagFeatures(entity="e", order="t", lags=(1,)).generate(frame)
+    assert lags["lag__x_lag_1"].to_list() == [20.0, 100.0, None, None, 10.0, 200.0, 30.0]
+    assert lags["lag__x_diff_1"].to_list() == [10.0, 100.0, None, None, 10.0, 100.0, 10.0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import polars as pl
+import pytest
 import rich.console
 
 from components import GeneratorRun, Selection, SelectionReport
@@ -58,3 +59,25 @@ def test_html_has_tables_and_an_escaped_timeline() -> None:
 def test_generator_run_seconds() -> None:
     """A run's duration is its end minus its start."""
     assert GeneratorRun("g", "async", 1.0, 3.5, 1, 1, "ok").seconds == 2.5
+
+
+def _report_of(name: str, error: BaseException | None) -> SelectionReport:
+    return SelectionReport(
+        features=pl.DataFrame({name: [1.0]}),
+        selection=Selection((name,), {name: 0.5}),
+        generators=[GeneratorRun("lag", "thread", 0.0, 1.0, 1, 1, "error", error)],
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [("lag__x[/]", None), ("lag__w[b]", None), ("lag__x", ValueError("bad [/bold] value"))],
+)
+def test_rich_shows_names_and_errors_verbatim(name: str, error: BaseException | None) -> None:
+    """Square brackets in feature names or errors are printed as text, not rich markup."""
+    out = io.StringIO()
+    rich.console.Console(file=out, width=200, color_system=None).print(_report_of(name, error))
+    text = out.getvalue()
+    assert name in text
+    if error is not None:
+        assert "bad [/bold] value" in text

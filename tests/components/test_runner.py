@@ -460,3 +460,76 @@ async def test_generators_must_be_a_sequence() -> None:
             generators=LagFeatures(),  # type: ignore[arg-type]
             selector=CorrelationSelector(),
         )
+
+
+@attrs.frozen(eq=False)
+class _Columns(FeatureGenerator):
+    """An async generator returning copies of ``x`` under the given column names."""
+
+    name: str
+    columns: tuple[str, ...] = ("x",)
+    ran: list[bool] = attrs.field(factory=list)
+
+    async def agenerate(self, frame: pl.DataFrame) -> pl.DataFrame:
+        self.ran.append(True)
+        return frame.select(pl.col("x").alias(column) for column in self.columns)
+
+
+async def test_prefixes_that_overlap_are_refused_before_anything_runs() -> None:
+    """Names "a" and "a_" clash once prefixed ("a__" starts "a___"): ValueError, nothing runs."""
+    first, second = _Columns(name="a", columns=("_z",)), _Columns(name="a_", columns=("z",))
+    with pytest.raises(ValueError, match="clash"):
+        await select_best_features(
+            _frame(), target="y", generators=[first, second], selector=CorrelationSelector()
+        )
+    assert first.ran == []
+    assert second.ran == []
+
+
+async def test_an_empty_selection_still_gives_row_aligned_features() -> None:
+    """When nothing is selected, report.features has no columns but the input's rows."""
+    constant = pl.DataFrame({"x": [1.0, 1.0, 1.0, 1.0], "y": [2.0, 4.0, 6.0, 9.0]})
+    report = await select_best_features(
+        constant, target="y", generators=[_Columns(name="g")], selector=CorrelationSelector()
+    )
+    assert report.selection.names == ()
+    assert report.features.shape == (4, 0)
+
+
+@attrs.frozen(eq=False)
+class _Stuck(FeatureGenerator):
+    """An async generator that never finishes on its own."""
+
+    name: str = "stuck"
+
+    async def agenerate(self, frame: pl.DataFrame) -> pl.DataFrame:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_a_scope_timeout_is_a_skippable_generator_error() -> None:
+    """Under ``scope(timeout=)`` a generator that times out is recorded and skipped."""
+    fast = _Columns(name="fast", columns=("a",))
+    with concur.scope(timeout=0.05):
+        report = await select_best_features(
+            _frame(),
+            target="y",
+            generators=[_Stuck(), fast],
+            selector=CorrelationSelector(),
+            k=1,
+            on_error="skip",
+        )
+    outcomes = {run.name: (run.outcome, type(run.error)) for run in report.generators}
+    assert outcomes == {"stuck": ("error", TimeoutError), "fast": ("ok", type(None))}
+
+
+async def test_a_scope_timeout_fails_the_run_bare_under_fail() -> None:
+    """Under ``scope(timeout=)`` and ``on_error="fail"`` the run raises a bare ``TimeoutError``."""
+    with concur.scope(timeout=0.05), pytest.raises(TimeoutError):
+        await select_best_features(
+            _frame(),
+            target="y",
+            generators=[_Stuck(), _Columns(name="fast", columns=("a",))],
+            selector=CorrelationSelector(),
+            k=1,
+        )

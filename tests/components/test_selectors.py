@@ -340,3 +340,24 @@ def test_the_report_shows_the_chance_level_of_a_selection() -> None:
     text, _, summary = _rendered(CorrelationSelector().select(features, target, 2))
     assert "chance" not in text
     assert summary["chance"] is None
+
+
+@pytest.mark.parametrize(
+    "selector", [CorrelationSelector(max_correlation=1.0), MutualInformationSelector()]
+)
+def test_infinities_count_as_missing_in_the_selectors(
+    selector: CorrelationSelector | MutualInformationSelector,
+) -> None:
+    """One inf in a feature or the target is skipped like NaN, not scoring everything 0."""
+    n = 200
+    target = pl.Series("y", [float(i % 17) for i in range(n)])
+    good = [float(i % 17) + 0.1 * (i % 3) for i in range(n)]
+    with_inf = list(good)
+    with_inf[5] = math.inf
+    features = pl.DataFrame({"good": good, "with_inf": with_inf, "noise": [0.0, 1.0] * (n // 2)})
+    selection = selector.select(features, target, 2)
+    assert set(selection.names) == {"good", "with_inf"}
+    assert selection.scores["with_inf"] == pytest.approx(selection.scores["good"], rel=0.05)
+    target_inf = target.clone()
+    target_inf[3] = -math.inf
+    assert set(selector.select(features, target_inf, 2).names) == {"good", "with_inf"}
