@@ -54,14 +54,10 @@ __all__ = (  # noqa: RUF022 (plainly sorted, as tests/test_exports.py checks for
 
 
 def _fix_module() -> None:
-    import contextlib
-
     # tracebacks and docs say components.LagFeatures, not components._polars.LagFeatures
     for name in __all__:
-        obj = globals()[name]
-        if getattr(obj, "__module__", "").startswith("components._"):
-            with contextlib.suppress(AttributeError, TypeError):
-                obj.__module__ = __name__
+        if getattr(globals()[name], "__module__", "").startswith(f"{__name__}._"):
+            globals()[name].__module__ = __name__
 
 
 _fix_module()

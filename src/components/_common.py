@@ -1,11 +1,16 @@
-"""Helpers shared by the components: argument checks and column choice."""
+"""Helpers shared by the components: argument checks and column choice.
+
+The int and number checks of every component are here, written once: :func:`is_int` and
+:func:`is_number` (an ``int`` or ``float``, never a ``bool``), and :func:`check_int` and
+:func:`check_number` built on them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
 
-import concur
+import attrs
 
 if TYPE_CHECKING:
     import polars as pl
@@ -17,13 +22,103 @@ __all__ = [
     "as_names",
     "as_tuple",
     "check_columns",
+    "check_int",
     "check_keys",
     "check_name",
+    "check_number",
     "check_windows",
+    "int_field",
+    "is_int",
+    "is_number",
+    "number_field",
     "numeric_columns",
     "prefixed",
-    "raise_single",
 ]
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    """Whether *value* is an ``int`` (a ``bool`` is not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """Whether *value* is an ``int`` or a ``float`` (a ``bool`` is not; NaN is)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int(
+    value: object, name: str, *, minimum: int = 1, optional: bool = False, field: bool = False
+) -> None:
+    """Raise unless *value* is an int of at least *minimum* (or None, if *optional*).
+
+    *name* names the argument in the message (``"k"``, ``"HttpLookupFeatures: retries"``).
+    An argument raises ``TypeError`` for a value that is not an int and ``ValueError`` for
+    one below *minimum*; a *field* of a component raises ``ValueError`` for both, as every
+    field validator of components does (attrs runs them when the object is made).
+    """
+    if value is None and optional:
+        return
+    if is_int(value) and value >= minimum:
+        return
+    none = " or None" if optional else ""
+    if field:
+        raise ValueError(f"{name} must be an int >= {minimum}{none}, got {value!r}")
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int{none}, got {type(value).__name__} {value!r}")
+    raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+
+
+def check_number(
+    value: object,
+    name: str,
+    *,
+    minimum: float = 0.0,
+    strict: bool = False,
+    optional: bool = False,
+    field: bool = False,
+    unit: str = "",
+) -> None:
+    """Raise unless *value* is a number (not NaN) of at least *minimum*, above it if
+    *strict* (or None, if *optional*); infinity passes. *unit* (``"seconds"``) goes in the
+    message; *name* and *field* are as for :func:`check_int`."""
+    if value is None and optional:
+        return
+    if is_number(value) and (value > minimum or (value == minimum and not strict)):
+        return  # NaN compares False, so it falls through
+    none = " or None" if optional else ""
+    units = f" {unit}" if unit else ""
+    if not field and not is_number(value):
+        what = f"a number of {unit}" if unit else "a number"
+        raise TypeError(f"{name} must be {what}{none}, got {type(value).__name__} {value!r}")
+    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    raise ValueError(f"{name} must be {bound}{units}{none}, got {value!r}")
+
+
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+"""An attrs field validator."""
+
+
+def int_field(owner: str, *, minimum: int = 1, optional: bool = False) -> Validator:
+    """An attrs validator: the field is an int of at least *minimum* (see :func:`check_int`)."""
+
+    def validate(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        check_int(
+            value, f"{owner}: {attribute.name}", minimum=minimum, optional=optional, field=True
+        )
+
+    return validate
+
+
+def number_field(owner: str, *, minimum: float = 0.0, strict: bool = False) -> Validator:
+    """An attrs validator: the field is a number, at least (or, if *strict*, above)
+    *minimum* (see :func:`check_number`)."""
+
+    def validate(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        check_number(
+            value, f"{owner}: {attribute.name}", minimum=minimum, strict=strict, field=True
+        )
+
+    return validate
 
 
 def as_names(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
@@ -73,7 +168,7 @@ def check_windows(values: tuple[int, ...], what: str, owner: str) -> None:
     if not values:
         raise ValueError(f"{owner}: {what} must not be empty")
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
+        if not is_int(value) or value < 1:
             raise ValueError(f"{owner}: {what} must be positive ints, got {values!r}")
 
 
@@ -114,8 +209,3 @@ def check_keys(frame: pl.DataFrame, entity: str | None, order: str | None, owner
 def prefixed(name: str, column: str) -> str:
     """The full name of a generator's feature column."""
     return f"{name}__{column}"
-
-
-def raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
-    """Raise what concur's error rule makes of *group* (see :func:`concur.collapse`)."""
-    raise concur.collapse(group)

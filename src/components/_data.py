@@ -8,6 +8,8 @@ from typing import Any, Final
 
 import polars as pl
 
+from ._common import check_int
+
 __all__ = ["DEFAULT_ROWS", "MAX_SEED", "PLANTED_FEATURES", "TARGET", "make_dataset"]
 
 DEFAULT_ROWS: Final = 100_000
@@ -69,19 +71,16 @@ def make_dataset(
         seed: the random seed, from 0 to 2**32 - 1.
 
     Raises:
+        TypeError: *rows*, *entities* or *seed* is not an int.
         ValueError: *rows* or *entities* is less than 1, or *seed* is out of range.
     """
-    for what, value in (("rows", rows), ("entities", entities), ("seed", seed)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"make_dataset: {what} must be an int, got {value!r}")
-    if rows < 1:
-        raise ValueError(f"make_dataset: rows must be at least 1, got {rows}")
-    if not 0 <= seed <= MAX_SEED:
+    check_int(rows, "make_dataset: rows")
+    check_int(entities, "make_dataset: entities", optional=True)
+    check_int(seed, "make_dataset: seed", minimum=0)
+    if seed > MAX_SEED:
         raise ValueError(f"make_dataset: seed must be between 0 and {MAX_SEED}, got {seed}")
     if entities is None:
         entities = max(1, rows // 1000)
-    if entities < 1:
-        raise ValueError(f"make_dataset: entities must be at least 1, got {entities}")
     base = ("x1", "x2", "x3", "x4", "noise1", "noise2")
     columns = [_normal(rows, seed * 16 + i, name) for i, name in enumerate(base)]
     epsilon = _normal(rows, seed * 16 + len(base), "epsilon")

@@ -11,7 +11,15 @@ import polars as pl
 
 import concur
 
-from ._common import as_names, check_columns, check_keys, check_name, numeric_columns, prefixed
+from ._common import (
+    as_names,
+    check_columns,
+    check_keys,
+    check_name,
+    int_field,
+    numeric_columns,
+    prefixed,
+)
 from ._interfaces import SyncFeatureGenerator
 
 if sys.version_info >= (3, 12):
@@ -28,11 +36,6 @@ _SUFFIXES: Final = ("cummean", "demeaned", "zscore")
 
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
-
-
-def _check_threads(_: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or value < 1):
-        raise ValueError(f"SQLWindowFeatures: {attribute.name} must be >= 1 or None, got {value}")
 
 
 @final
@@ -77,7 +80,9 @@ class SQLWindowFeatures(SyncFeatureGenerator):
     columns: tuple[str, ...] | None = attrs.field(default=None, converter=as_names)
     entity: str | None = None
     order: str | None = None
-    threads: int | None = attrs.field(default=None, validator=_check_threads)
+    threads: int | None = attrs.field(
+        default=None, validator=int_field("SQLWindowFeatures", optional=True)
+    )
 
     def __attrs_post_init__(self) -> None:
         check_name(self.name, "SQLWindowFeatures")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, final
 from urllib.parse import quote
 
@@ -14,7 +15,15 @@ import polars as pl
 
 import concur
 
-from ._common import as_names, as_tuple, check_name, prefixed, raise_single
+from ._common import (
+    as_names,
+    as_tuple,
+    check_name,
+    int_field,
+    is_number,
+    number_field,
+    prefixed,
+)
 from ._interfaces import FeatureGenerator
 
 if TYPE_CHECKING:
@@ -30,25 +39,7 @@ __all__ = ["HttpLookupFeatures"]
 TRANSIENT_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
 """HTTP statuses that are retried."""
 
-
-def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not value > 0:
-        raise ValueError(f"HttpLookupFeatures: {attribute.name} must be > 0, got {value!r}")
-
-
-def _positive_int(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise ValueError(f"HttpLookupFeatures: {attribute.name} must be an int >= 1, got {value!r}")
-
-
-def _non_negative_int(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise ValueError(f"HttpLookupFeatures: {attribute.name} must be an int >= 0, got {value!r}")
-
-
-def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not value >= 0:
-        raise ValueError(f"HttpLookupFeatures: {attribute.name} must be >= 0, got {value!r}")
+_OWNER: Final = "HttpLookupFeatures"
 
 
 def _check_url(_: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -72,7 +63,9 @@ class HttpLookupFeatures(FeatureGenerator):
     At most *max_concurrency* requests are in flight at once; a request that fails with a
     transport error, a timeout or a transient status (408, 425, 429, 500, 502, 503, 504) is
     retried up to *retries* times with exponential backoff starting at *backoff* seconds.
-    Each attempt is bounded by *timeout* seconds.
+    Each attempt is bounded by *timeout* seconds, and each key's lookup, its retries
+    included, by the ambient per-call timeout of an enclosing :func:`concur.scope` (the
+    lookups run through :func:`concur.map_async`).
 
     Attributes:
         url: the endpoint (required).
@@ -90,10 +83,10 @@ class HttpLookupFeatures(FeatureGenerator):
     key: str = "entity"
     fields: tuple[str, ...] | None = attrs.field(default=None, converter=as_names)
     name: str = "http"
-    max_concurrency: int = attrs.field(default=16, validator=_positive_int)
-    retries: int = attrs.field(default=3, validator=_non_negative_int)
-    timeout: float = attrs.field(default=10.0, validator=_positive)
-    backoff: float = attrs.field(default=0.05, validator=_non_negative)
+    max_concurrency: int = attrs.field(default=16, validator=int_field(_OWNER))
+    retries: int = attrs.field(default=3, validator=int_field(_OWNER, minimum=0))
+    timeout: float = attrs.field(default=10.0, validator=number_field(_OWNER, strict=True))
+    backoff: float = attrs.field(default=0.05, validator=number_field(_OWNER))
     headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=as_tuple)
 
     def __attrs_post_init__(self) -> None:
@@ -112,8 +105,12 @@ class HttpLookupFeatures(FeatureGenerator):
     async def agenerate(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Look up every distinct key of *frame* and return the fields, row-aligned.
 
-        Requests run concurrently on the event loop, bounded by *max_concurrency*; the
-        frame work (distinct keys, the join back to the rows) runs in a worker thread.
+        The lookups run through :func:`concur.map_async` on the event loop, at most
+        *max_concurrency* at once, so they follow its error rule (the first failure
+        cancels the others and propagates bare; two or more at once, as a group) and each
+        is bounded by the ambient per-call timeout, if any (a key's lookup, retries
+        included, then fails with ``TimeoutError``, not retried). The frame work (distinct
+        keys, the join back to the rows) runs in a worker thread.
 
         Cancellation: the requests in flight are cancelled and the HTTP client is closed
         before the cancellation propagates.
@@ -123,7 +120,9 @@ class HttpLookupFeatures(FeatureGenerator):
             httpx.HTTPStatusError: a non-transient error status (other than 404), or a
                 transient one after the last retry.
             httpx.TransportError: a transport error after the last retry.
-            TimeoutError: the last attempt timed out.
+            TimeoutError: the last attempt timed out, or a lookup outlived the ambient
+                per-call timeout.
+            ExceptionGroup: two or more lookups failed at once.
         """
         import httpx
 
@@ -131,24 +130,20 @@ class HttpLookupFeatures(FeatureGenerator):
             raise ValueError(f"HttpLookupFeatures: key column {self.key!r} is not in the frame")
         keys: list[Any] = await concur.to_thread(_distinct, frame.get_column(self.key))
         keys = [value for value in keys if value is not None]  # a null key has no features
-        found: dict[Any, Mapping[str, Any]] = {}
-        pending = iter(keys)
-        try:
-            async with (
-                httpx.AsyncClient(
-                    headers=list(self.headers),
-                    timeout=self.timeout,
-                    limits=httpx.Limits(
-                        max_connections=self.max_concurrency,
-                        max_keepalive_connections=self.max_concurrency,
-                    ),
-                ) as client,
-                anyio.create_task_group() as tg,
-            ):
-                for _ in range(min(self.max_concurrency, len(keys))):
-                    tg.start_soon(self._worker, client, pending, found)
-        except ExceptionGroup as group:
-            raise_single(group)
+        async with httpx.AsyncClient(
+            headers=list(self.headers),
+            timeout=self.timeout,
+            limits=httpx.Limits(
+                max_connections=self.max_concurrency,
+                max_keepalive_connections=self.max_concurrency,
+            ),
+        ) as client:
+            records = await concur.map_async(
+                functools.partial(self._fetch, client), keys, limit=self.max_concurrency
+            )
+        found = {
+            value: record for value, record in zip(keys, records, strict=True) if record is not None
+        }
         # per-key work is cheap next to the request each key cost; the join runs in a thread
         fields = self.fields if self.fields is not None else _numeric_fields(found.values())
         values = tuple(
@@ -156,18 +151,6 @@ class HttpLookupFeatures(FeatureGenerator):
         )
         column = frame.get_column(self.key)
         return await concur.to_thread(self._join, column, tuple(keys), fields, values)
-
-    async def _worker(
-        self,
-        client: httpx.AsyncClient,
-        pending: Iterator[Any],
-        found: dict[Any, Mapping[str, Any]],
-    ) -> None:
-        # Workers share one iterator: the loop is single-threaded, so each key goes once.
-        for value in pending:
-            record = await self._fetch(client, value)
-            if record is not None:
-                found[value] = record
 
     async def _fetch(self, client: httpx.AsyncClient, value: object) -> Mapping[str, Any] | None:
         import httpx
@@ -224,7 +207,7 @@ def _distinct(column: pl.Series) -> list[Any]:
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         return None
     number = float(value)
     return number if math.isfinite(number) else None
@@ -234,6 +217,6 @@ def _numeric_fields(records: Any) -> tuple[str, ...]:
     fields: dict[str, None] = {}
     for record in records:
         for field, value in record.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if is_number(value):
                 fields.setdefault(str(field), None)
     return tuple(fields)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from types import MappingProxyType
 from typing import TYPE_CHECKING, final
 
@@ -33,6 +34,13 @@ __all__ = [
     "SyncFeatureGenerator",
     "SyncFeatureSelector",
 ]
+
+
+# Private hook for the runner's timeline: when set, SyncFeatureGenerator.agenerate calls it
+# in the worker thread just before generate() starts (after any wait for a limiter token).
+thread_start_hook: ContextVar[Callable[[], object] | None] = ContextVar(
+    "components.thread_start_hook", default=None
+)
 
 
 def _as_names(names: Iterable[str]) -> tuple[str, ...]:
@@ -140,7 +148,20 @@ class SyncFeatureGenerator(FeatureGenerator):
         Cancellation: the caller waits for :meth:`generate` to return (it is not
         abandoned), then the cancellation propagates; the limiter token is held until then.
         """
-        return await concur.to_thread(self.generate, frame)
+        hook = thread_start_hook.get()
+        if hook is None:
+            return await concur.to_thread(self.generate, frame)
+        return await concur.to_thread(_after(hook, self.generate), frame)
+
+
+def _after(
+    hook: Callable[[], object], generate: Callable[[pl.DataFrame], pl.DataFrame]
+) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    def generate_after_hook(frame: pl.DataFrame) -> pl.DataFrame:
+        hook()
+        return generate(frame)
+
+    return generate_after_hook
 
 
 class FeatureSelector(ABC):

@@ -14,10 +14,15 @@ import anyio
 import polars as pl
 
 import concur
-from concur._calls import settings_var
 
-from ._common import raise_single
-from ._interfaces import FeatureGenerator, FeatureSelector, Selection, SyncFeatureGenerator
+from ._common import check_int, check_number
+from ._interfaces import (
+    FeatureGenerator,
+    FeatureSelector,
+    Selection,
+    SyncFeatureGenerator,
+    thread_start_hook,
+)
 from ._polars import AutoregressiveFeatures
 from ._report import GeneratorRun, Kind, SelectionReport
 
@@ -77,22 +82,11 @@ def _check_arguments(
         raise TypeError(f"target must be a column name (str), got {type(target).__name__}")
     if target not in frame.columns:
         raise ValueError(f"target: no column {target!r} in the frame (columns: {frame.columns})")
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int, got {type(k).__name__}")
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    if thread_limit is not None:
-        if isinstance(thread_limit, bool) or not isinstance(thread_limit, int):
-            raise TypeError(f"thread_limit must be an int or None, got {thread_limit!r}")
-        if thread_limit < 1:
-            raise ValueError(f"thread_limit must be at least 1, got {thread_limit}")
+    check_int(k, "k")
+    check_int(thread_limit, "thread_limit", optional=True)
     if on_error not in _ON_ERROR:
         raise ValueError(f'on_error must be "fail" or "skip", got {on_error!r}')
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
-        if math.isnan(timeout) or timeout < 0:
-            raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+    check_number(timeout, "timeout", optional=True, unit="seconds")
     if not isinstance(selector, FeatureSelector):
         raise TypeError(f"selector must be a FeatureSelector, got {type(selector).__name__}")
     if not generators:
@@ -130,8 +124,9 @@ def _limiter(thread_limit: int | None) -> tuple[anyio.CapacityLimiter, bool]:
     """The limiter of the run, and whether it is the runner's own default one."""
     if thread_limit is not None:
         return anyio.CapacityLimiter(thread_limit), False
-    if settings_var.get().limiter is not None:
-        return settings_var.get().current_limiter(), False
+    settings = concur.current_settings()
+    if settings.limiter is not None:
+        return settings.current_limiter(), False
     return anyio.CapacityLimiter(usable_cpus()), True
 
 
@@ -286,10 +281,6 @@ async def _run(
     hook = progress_hook.get()
     cancelled_exc = anyio.get_cancelled_exc_class()
     began = time.monotonic()
-    # An enclosing scope's per-call timeout bounds each generator here, inside run_one, so
-    # that a generator that times out is an error like any other (recorded; skipped under
-    # on_error="skip"); the task group itself then applies none (timeout=math.inf).
-    call_timeout = settings_var.get().timeout
 
     async def run_one(index: int, generator: FeatureGenerator) -> None:
         kind = kind_of(generator)
@@ -318,8 +309,10 @@ async def _run(
                 hook(index, generator, run)
 
         try:
-            with anyio.fail_after(math.inf if call_timeout is None else call_timeout):
-                out = await call(kind, generator, thread_started)
+            # concur.call applies an enclosing scope's per-call timeout here, inside run_one,
+            # so a generator that times out is an error like any other (recorded; skipped
+            # under on_error="skip"); the task group itself applies none (timeout=math.inf)
+            out = await concur.call(call, kind, generator, thread_started)
             result = _prefix(generator, out, height)
         except cancelled_exc:
             record("cancelled", None, None)
@@ -337,12 +330,13 @@ async def _run(
     ) -> pl.DataFrame:
         given = frame if reads_target(generator, target) else inputs
         if kind == "thread":
-            # what SyncFeatureGenerator.agenerate does, plus the time the thread
-            # really started (after waiting for a limiter token), for the timeline
-            assert isinstance(generator, SyncFeatureGenerator)
-            stamp, out = await concur.to_thread(_timed(generator.generate), given)
-            thread_started.append(stamp)
-            return out
+            # the generator's own agenerate, which tells the time its thread really
+            # started (after waiting for a limiter token), for the timeline
+            token = thread_start_hook.set(lambda: thread_started.append(time.monotonic()))
+            try:
+                return await generator.agenerate(given)
+            finally:
+                thread_start_hook.reset(token)
         if hops is None:
             return await generator.agenerate(given.clone())
         with concur.scope(limiter=hops):
@@ -359,7 +353,7 @@ async def _run(
                     )
                     del handle
         except ExceptionGroup as group:
-            raise_single(group)
+            raise concur.collapse(group) from None
         done = [run for run in runs if run is not None]
         frames = [out for out in outputs if out is not None]
         if not frames:
@@ -375,15 +369,6 @@ async def _run(
         selection=selection,
         generators=done,
     )
-
-
-def _timed(
-    generate: Callable[[pl.DataFrame], pl.DataFrame],
-) -> Callable[[pl.DataFrame], tuple[float, pl.DataFrame]]:
-    def timed(frame: pl.DataFrame) -> tuple[float, pl.DataFrame]:
-        return time.monotonic(), generate(frame)
-
-    return timed
 
 
 def _check_selection(

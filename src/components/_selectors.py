@@ -17,7 +17,7 @@ from typing import Final, final
 import attrs
 import polars as pl
 
-from ._common import check_name
+from ._common import check_int, check_name, is_number
 from ._interfaces import Selection, SyncFeatureSelector
 
 if sys.version_info >= (3, 12):
@@ -33,23 +33,6 @@ SCORE_DIGITS: Final = 9
 _TARGET: Final = "__concur_target"
 _ROW: Final = "__concur_row"
 _LONG_ROWS: Final = 4_000_000
-
-
-def _check_k(k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int, got {type(k).__name__}")
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    return k
-
-
-def _check_int(owner: str, what: str, value: object, least: int, *, none: bool = False) -> None:
-    if value is None and none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(
-            f"{owner}: {what} must be an int >= {least}{' or None' if none else ''}, got {value!r}"
-        )
 
 
 def default_min_rows(rows: int) -> int:
@@ -116,7 +99,7 @@ def supported(
 
 
 def _finite(value: object) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+    if not is_number(value):
         return 0.0
     return float(value) if math.isfinite(value) else 0.0
 
@@ -168,12 +151,14 @@ class CorrelationSelector(SyncFeatureSelector):
 
     def __attrs_post_init__(self) -> None:
         check_name(self.name, "CorrelationSelector")
-        if not 0 < self.max_correlation <= 1:
+        if not is_number(self.max_correlation) or not 0 < self.max_correlation <= 1:
             raise ValueError(
                 f"CorrelationSelector: max_correlation must be in (0, 1], "
                 f"got {self.max_correlation!r}"
             )
-        _check_int("CorrelationSelector", "min_rows", self.min_rows, 1, none=True)
+        check_int(
+            self.min_rows, "CorrelationSelector: min_rows", minimum=1, optional=True, field=True
+        )
 
     @override
     def select(self, features: pl.DataFrame, target: pl.Series, k: int) -> Selection:
@@ -183,7 +168,7 @@ class CorrelationSelector(SyncFeatureSelector):
             TypeError: *target* is not numeric, or *k* is not an int.
             ValueError: ``k < 1``, or *target* and *features* differ in length.
         """
-        k = _check_k(k)
+        check_int(k, "k")
         frame, candidates = prepare(features, target, "CorrelationSelector")
         scored, unsupported, least = supported(frame, candidates, self.min_rows)
         if not scored:
@@ -259,10 +244,10 @@ class MutualInformationSelector(SyncFeatureSelector):
     def __attrs_post_init__(self) -> None:
         check_name(self.name, "MutualInformationSelector")
         owner = "MutualInformationSelector"
-        _check_int(owner, "bins", self.bins, 2)
-        _check_int(owner, "max_rows", self.max_rows, 1, none=True)
-        _check_int(owner, "min_rows", self.min_rows, 1, none=True)
-        _check_int(owner, "permutations", self.permutations, 1)
+        check_int(self.bins, f"{owner}: bins", minimum=2, field=True)
+        check_int(self.max_rows, f"{owner}: max_rows", minimum=1, optional=True, field=True)
+        check_int(self.min_rows, f"{owner}: min_rows", minimum=1, optional=True, field=True)
+        check_int(self.permutations, f"{owner}: permutations", minimum=1, field=True)
 
     @override
     def select(self, features: pl.DataFrame, target: pl.Series, k: int) -> Selection:
@@ -274,7 +259,7 @@ class MutualInformationSelector(SyncFeatureSelector):
             TypeError: *target* is not numeric, or *k* is not an int.
             ValueError: ``k < 1``, or *target* and *features* differ in length.
         """
-        k = _check_k(k)
+        check_int(k, "k")
         frame, candidates = prepare(features, target, "MutualInformationSelector")
         # an order given by the rows' content: the sample and the shuffles are then the
         # same whatever the order of the rows (the target breaks ties of the hash)
