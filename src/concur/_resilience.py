@@ -118,6 +118,9 @@ class _Backoff:
             return base
         return base * (1.0 + self.jitter * random.random())
 
+    def first_base(self) -> float:
+        return min(self.delay, self.max_delay)
+
     def next_base(self, base: float) -> float:
         return min(base * self.backoff, self.max_delay)
 
@@ -197,7 +200,8 @@ def retry(
         on: the exception class, or tuple of classes, that are retried.
         delay: seconds to wait after the first failure (``0``: retry at once).
         backoff: the factor (at least 1) applied to the wait after each further failure.
-        max_delay: the longest wait before jitter (at least *delay*; ``math.inf``: no cap).
+        max_delay: the longest wait before jitter, the first one included (``math.inf``:
+            no cap).
         jitter: the most the wait is lengthened, as a fraction of it (``0``: none).
 
     Returns:
@@ -210,7 +214,7 @@ def retry(
             the decorated object is a coroutine object, a generator function or not
             callable.
         ValueError: ``attempts < 1``, a negative or infinite *delay* or *jitter*,
-            ``backoff < 1``, ``max_delay < delay``, or an empty *on*; raised by
+            ``backoff < 1``, a negative *max_delay*, or an empty *on*; raised by
             ``retry(...)`` itself, at decoration.
 
     Cancellation: the call being tried is cancelled as any call is; the wait between
@@ -226,8 +230,6 @@ def retry(
         max_delay=check_number(max_delay, "max_delay"),
         jitter=_finite(jitter, "jitter"),
     )
-    if policy.max_delay < policy.delay:
-        raise ValueError(f"max_delay must be at least delay ({delay!r} seconds), got {max_delay!r}")
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         _check_decorated(fn, "retry")
@@ -249,7 +251,7 @@ def _retry_async(
     @functools.wraps(fn)
     async def retrying(*args: P.args, **kwargs: P.kwargs) -> R:
         never = _not_retried(anyio.get_cancelled_exc_class())
-        base = policy.delay
+        base = policy.first_base()
         attempt = 1
         while True:
             try:
@@ -270,7 +272,7 @@ def _retry_async(
 def _retry_sync(fn: Callable[P, R], policy: _Backoff) -> Callable[P, R]:
     @functools.wraps(fn)
     def retrying(*args: P.args, **kwargs: P.kwargs) -> R:
-        base = policy.delay
+        base = policy.first_base()
         attempt = 1
         while True:
             try:
