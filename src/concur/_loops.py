@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import sys
 import threading
 import weakref
@@ -16,7 +17,6 @@ from typing import Any, Final, TypeVar, cast
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
-import attrs
 
 from ._core import (
     PerRunLimiter,
@@ -124,7 +124,7 @@ def _limiter_for_another_loop(settings: Settings) -> Settings:
         if per_run is None:
             # anyio's limiter takes a float total (math.inf) as well as an int
             per_run = _loop_limiters[limiter] = PerRunLimiter(cast(int, limiter.total_tokens))
-    return attrs.evolve(settings, limiter=per_run)
+    return dataclasses.replace(settings, limiter=per_run)
 
 
 def context_for_another_loop() -> contextvars.Context:

@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, TypeVar, TypeVarTuple, cast, final, overload
 
 import anyio
-import anyio.lowlevel
 import anyio.to_thread
 
 from . import handoff as _handoff

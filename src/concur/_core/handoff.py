@@ -13,23 +13,16 @@ is handed off, so ``import concur`` never imports them.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import decimal
 import enum
-import fractions
+import functools
 import importlib
 import inspect
-import pathlib
-import re
 import sys
 import types
-import uuid
 import warnings
 from collections.abc import Callable, Generator, Iterator
 from functools import partial
 from typing import Any, Literal, TypeAlias, TypeVar
-
-import attrs
 
 from .errors import UnsafeHandoffError, UnsafeHandoffWarning
 
@@ -74,20 +67,33 @@ _SAFE_TYPES: tuple[type, ...] = (
     enum.Enum,
     range,
     slice,
-    pathlib.PurePath,
-    datetime.date,
-    datetime.time,
-    datetime.timedelta,
-    datetime.tzinfo,
-    decimal.Decimal,
-    fractions.Fraction,
-    uuid.UUID,
-    re.Pattern,
     # Code objects, not data: sharing a function or a class is how callbacks travel.
     types.FunctionType,
     types.BuiltinFunctionType,
     type,
 )
+
+#: immutable standard-library types, by module: a value of one exists only if its module
+#: was imported, so they are looked up in ``sys.modules`` and ``import concur`` imports none
+_SAFE_BY_MODULE: dict[str, tuple[str, ...]] = {
+    "datetime": ("date", "time", "timedelta", "tzinfo"),
+    "decimal": ("Decimal",),
+    "fractions": ("Fraction",),
+    "pathlib": ("PurePath",),
+    "re": ("Pattern",),
+    "uuid": ("UUID",),
+}
+
+
+def _safe_types() -> tuple[type, ...]:
+    """The types whose values are immutable, among those of the modules imported now."""
+    found = list(_SAFE_TYPES)
+    for module_name, names in _SAFE_BY_MODULE.items():
+        module = sys.modules.get(module_name)
+        if module is not None:
+            found.extend(getattr(module, name) for name in names)
+    return tuple(found)
+
 
 # type -> (kind, rule); rule is None unless kind is TRANSFORM or GENERATOR
 _rules: dict[type, tuple[_Kind, Rule | None]] = {}
@@ -177,15 +183,18 @@ def register(
     return decorator
 
 
-_FROZEN_SETATTR: object = vars(attrs.make_class("_Probe", [], frozen=True, slots=True))[
-    "__setattr__"
-]
+@functools.cache
+def _frozen_setattr(attr: Any) -> object:
+    """The ``__setattr__`` that attrs gives its frozen classes."""
+    probe: type = attr.make_class("_Probe", [], frozen=True, slots=True)
+    return vars(probe)["__setattr__"]
 
 
 def _is_frozen_slotted_attrs(tp: type) -> bool:
-    if not attrs.has(tp):
+    attr: Any = sys.modules.get("attr")  # an attrs class exists only if attrs was imported
+    if attr is None or not attr.has(tp):
         return False
-    if tp.__setattr__ is not _FROZEN_SETATTR:
+    if tp.__setattr__ is not _frozen_setattr(attr):
         return False
     # slotted all the way down: no instance __dict__ anywhere in the hierarchy
     return all("__slots__" in vars(klass) for klass in tp.__mro__[:-1])
@@ -208,7 +217,7 @@ def _lookup(tp: type[Any]) -> tuple[_Kind, Rule | None]:
             found = _rules[klass]
             break
     if found is None:
-        if issubclass(tp, _SAFE_TYPES):
+        if issubclass(tp, _safe_types()):
             found = (_Kind.SAFE, None)
         elif issubclass(tp, (tuple, frozenset)):
             found = (_Kind.CONTAINER, None)

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
-from typing import Any, Final, TypeVar, cast, final
+from typing import Any, Final, TypeVar, final
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
-import attrs
 
 from .checks import check_int, check_timeout
 from .handoff import POLICIES, Policy
 
 __all__ = [
     "DEFAULT_SETTINGS",
+    "Options",
     "PerRunLimiter",
     "Settings",
     "bounded",
     "current_settings",
-    "derive_settings",
     "in_event_loop",
     "same",
     "scope",
@@ -50,7 +50,7 @@ async def bounded(
         return await fn(*args, **kwargs)
 
 
-def same(value: T, /) -> T:
+def same(value: Awaitable[T], /) -> Awaitable[T]:
     """*value* itself (lets :func:`bounded` await an awaitable made beforehand)."""
     return value
 
@@ -76,7 +76,7 @@ class PerRunLimiter:
             return limiter
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     """The ambient settings in force for component calls in the current context."""
 
@@ -95,8 +95,6 @@ class Settings:
 
 
 DEFAULT_SETTINGS: Final = Settings()
-_INHERIT: Final = cast(Policy, "inherit")  # marks a handoff policy that was not given
-_UNSET: Final = Settings(handoff=_INHERIT)
 settings_var: ContextVar[Settings] = ContextVar("concur.settings", default=DEFAULT_SETTINGS)
 #: the scopes entered in this context, innermost last, with the token that undoes each
 _entered: ContextVar[tuple[tuple[scope, Token[Settings]], ...]] = ContextVar(
@@ -115,42 +113,50 @@ def current_settings() -> Settings:
     return settings_var.get()
 
 
-def derive_settings(
-    parent: Settings,
-    *,
-    thread_limit: int | None,
-    limiter: anyio.CapacityLimiter | None,
-    handoff: Policy | None,
-    timeout: float | None,
-    in_loop: bool,
-) -> Settings:
-    """Validate options and build the settings that inherit what is not given."""
-    if thread_limit is not None and limiter is not None:
-        raise ValueError("give either thread_limit= or limiter=, not both")
-    if handoff is not None:
-        if not isinstance(handoff, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f'handoff must be "warn", "strict" or "off", got {handoff!r}')
-        if handoff not in POLICIES:
-            raise ValueError(f'handoff must be "warn", "strict" or "off", got {handoff!r}')
-    if limiter is not None and not isinstance(
-        limiter,
-        anyio.CapacityLimiter,  # pyright: ignore[reportUnnecessaryIsInstance]
-    ):
-        raise TypeError(f"limiter must be an anyio.CapacityLimiter, got {type(limiter).__name__}")
-    check_timeout(timeout)
-    new_limiter: anyio.CapacityLimiter | PerRunLimiter | None = parent.limiter
-    if thread_limit is not None:
-        check_int(thread_limit, "thread_limit")
-        new_limiter = (
-            anyio.CapacityLimiter(thread_limit) if in_loop else PerRunLimiter(thread_limit)
+@dataclasses.dataclass(frozen=True, slots=True)
+class Options:
+    """The settings a :class:`scope` or a TaskGroup was given, validated; ``None``: inherit.
+
+    The one place where given options and inherited settings meet (:meth:`over`).
+    """
+
+    thread_limit: int | None = None
+    limiter: anyio.CapacityLimiter | PerRunLimiter | None = None
+    handoff: Policy | None = None
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        thread_limit, limiter, handoff = self.thread_limit, self.limiter, self.handoff
+        if thread_limit is not None and limiter is not None:
+            raise ValueError("give either thread_limit= or limiter=, not both")
+        known = isinstance(handoff, str)  # pyright: ignore[reportUnnecessaryIsInstance]
+        if handoff is not None and not (known and handoff in POLICIES):
+            error = ValueError if known else TypeError
+            raise error(f'handoff must be "warn", "strict" or "off", got {handoff!r}')
+        if limiter is not None and not isinstance(limiter, (anyio.CapacityLimiter, PerRunLimiter)):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(
+                f"limiter must be an anyio.CapacityLimiter, got {type(limiter).__name__}"
+            )
+        check_timeout(self.timeout)
+        if thread_limit is not None:
+            check_int(thread_limit, "thread_limit")
+
+    def with_limiter(self, in_loop: bool) -> Options:
+        """These options with *thread_limit* made into a limiter: one for this event loop
+        (*in_loop*), else one per event-loop run."""
+        total = self.thread_limit
+        if total is None:
+            return self
+        limiter = anyio.CapacityLimiter(total) if in_loop else PerRunLimiter(total)
+        return dataclasses.replace(self, thread_limit=None, limiter=limiter)
+
+    def over(self, parent: Settings) -> Settings:
+        """The settings in force where these options are entered under *parent*."""
+        return Settings(
+            limiter=parent.limiter if self.limiter is None else self.limiter,
+            handoff=parent.handoff if self.handoff is None else self.handoff,
+            timeout=parent.timeout if self.timeout is None else self.timeout,
         )
-    elif limiter is not None:
-        new_limiter = limiter
-    return Settings(
-        limiter=new_limiter,
-        handoff=parent.handoff if handoff is None else handoff,
-        timeout=parent.timeout if timeout is None else timeout,
-    )
 
 
 @final
@@ -185,25 +191,12 @@ class scope:
         timeout: float | None = None,
     ) -> None:
         # Only what is given is the scope's own; the rest is inherited where it is entered.
-        self._own = derive_settings(
-            _UNSET,
-            thread_limit=thread_limit,
-            limiter=limiter,
-            handoff=handoff,
-            timeout=timeout,
-            in_loop=in_event_loop(),
-        )
+        self._own = Options(thread_limit, limiter, handoff, timeout).with_limiter(in_event_loop())
 
     @property
     def settings(self) -> Settings:
         """The settings this scope puts in force, entered here and now."""
-        parent = settings_var.get()
-        own = self._own
-        return Settings(
-            limiter=parent.limiter if own.limiter is None else own.limiter,
-            handoff=parent.handoff if own.handoff is _INHERIT else own.handoff,
-            timeout=parent.timeout if own.timeout is None else own.timeout,
-        )
+        return self._own.over(settings_var.get())
 
     def __enter__(self) -> scope:
         token = settings_var.set(self.settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Coroutine
@@ -18,7 +19,7 @@ from .calls import prepare_thread_call, run_thread_call
 from .checks import check_function, fn_name, is_async_callable
 from .groups import guard_coro, is_cancellation
 from .handoff import Policy
-from .settings import Settings, bounded, derive_settings, same, settings_var
+from .settings import Options, Settings, bounded, same, settings_var
 from .threadcall import ThreadCall
 
 __all__ = ["TaskGroup"]
@@ -87,17 +88,9 @@ class TaskGroup(anyio.abc.TaskGroup):
         handoff: Policy | None = None,
         timeout: float | None = None,
     ) -> None:
-        # validate now, so bad input fails at the call, not at ``async with``
-        derive_settings(
-            Settings(),
-            thread_limit=thread_limit,
-            limiter=limiter,
-            handoff=handoff,
-            timeout=timeout,
-            in_loop=False,
-        )
+        # validated now, so bad input fails at the call, not at ``async with``
+        self._options = Options(thread_limit, limiter, handoff, timeout)
         self._name = name
-        self._options = (thread_limit, limiter, handoff, timeout)
         self._settings: Settings | None = None
         self._spawn_timeout: float | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -122,18 +115,11 @@ class TaskGroup(anyio.abc.TaskGroup):
     async def __aenter__(self) -> Self:
         if self._tg is not None:
             raise RuntimeError("this TaskGroup has already been entered; make a new one")
-        thread_limit, limiter, handoff, timeout = self._options
+        options = self._options.with_limiter(in_loop=True)
         parent = settings_var.get()
         # The group's timeout bounds spawned calls only; nested calls keep the parent's.
-        self._settings = derive_settings(
-            parent,
-            thread_limit=thread_limit,
-            limiter=limiter,
-            handoff=handoff,
-            timeout=None,
-            in_loop=True,
-        )
-        spawn_timeout = parent.timeout if timeout is None else timeout
+        self._settings = dataclasses.replace(options, timeout=None).over(parent)
+        spawn_timeout = parent.timeout if options.timeout is None else options.timeout
         # math.inf: no per-call bound here, whatever an enclosing scope says
         self._spawn_timeout = None if spawn_timeout == math.inf else spawn_timeout
         tg = anyio.create_task_group()
