@@ -1,0 +1,398 @@
+"""``concur.jsonl.serve``: a JSON Lines TCP server with bounded connections and a graceful exit.
+
+Accepted connections are not anyio's socket streams: on asyncio those read ahead into
+memory (the transport reads until a ``receive()`` has to wait), which would defeat the
+back-pressure a handler that does not read should exert on its client. Each connection
+is a :class:`_SocketStream` instead: a small byte stream over the non-blocking socket and
+:func:`anyio.wait_readable` / :func:`anyio.wait_writable`, which reads only when asked.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import ssl
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Final, final
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import attrs
+from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSStream
+
+import concur
+
+from ._core.checks import check_async_function, check_int, check_number, fn_name
+from ._jsonl_stream import DEFAULT_MAX_FRAME, Counters, JsonLinesStream
+
+__all__ = ["Server", "ServerStatistics", "serve"]
+
+logger = logging.getLogger("concur.jsonl")
+
+_BACKLOG: Final = 4096
+#: accept() errors that mean "out of resources now", not "the listener is broken"
+_TRANSIENT_ACCEPT_ERRORS: Final = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED}
+)
+
+
+@final
+class _SocketStream(anyio.abc.ByteStream):
+    """A byte stream over a connected non-blocking socket that reads only when asked.
+
+    One task at a time receives and one sends (``JsonLinesStream`` guarantees it), as
+    :func:`anyio.wait_readable` and :func:`anyio.wait_writable` require.
+    """
+
+    __slots__ = ("_closed", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self._closed = False
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        sock = self._sock
+        return {
+            SocketAttribute.family: lambda: sock.family,
+            SocketAttribute.local_address: lambda: sock.getsockname(),
+            SocketAttribute.local_port: lambda: sock.getsockname()[1],
+            SocketAttribute.remote_address: lambda: sock.getpeername(),
+            SocketAttribute.remote_port: lambda: sock.getpeername()[1],
+            SocketAttribute.raw_socket: lambda: sock,
+        }
+
+    def _broken(self, exc: OSError) -> Exception:
+        if self._closed:
+            return anyio.ClosedResourceError()
+        return anyio.BrokenResourceError(f"the connection broke: {exc}")
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        waited = False
+        while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                data = self._sock.recv(max_bytes)
+            except BlockingIOError:
+                waited = True
+                await anyio.wait_readable(self._sock)  # cancelled here: nothing was read
+                continue
+            except OSError as exc:
+                raise self._broken(exc) from exc
+            break
+        if not waited:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+    async def send(self, item: bytes) -> None:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        view = memoryview(item)
+        waited = False
+        with view:
+            while view:
+                if self._closed:
+                    raise anyio.ClosedResourceError
+                try:
+                    sent = self._sock.send(view)
+                except BlockingIOError:
+                    waited = True
+                    await anyio.wait_writable(self._sock)
+                    continue
+                except OSError as exc:
+                    raise self._broken(exc) from exc
+                view = view[sent:]
+        if not waited:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+
+    async def send_eof(self) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            raise self._broken(exc) from exc
+        await anyio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            anyio.notify_closing(self._sock)
+            self._sock.close()
+        await anyio.lowlevel.checkpoint()
+
+
+@final
+@attrs.frozen
+class ServerStatistics:
+    """What a :func:`serve` server has done so far.
+
+    Attributes:
+        connections_open: connections whose handler is running.
+        connections_total: connections accepted since the server started.
+        frames_in: documents received by handlers (good frames only).
+        frames_out: documents sent by handlers (``send_many`` of n counts n).
+        bad_frames: lines refused, :class:`~concur.jsonl.BadFrame` and
+            :class:`~concur.jsonl.FrameTooLarge` alike.
+    """
+
+    connections_open: int
+    connections_total: int
+    frames_in: int
+    frames_out: int
+    bad_frames: int
+
+
+@final
+class Server:
+    """A running :func:`serve` server (what ``async with serve(...) as server`` gives)."""
+
+    __slots__ = ("_counters", "_ports")
+
+    def __init__(self, counters: Counters, ports: list[int]) -> None:
+        self._counters = counters
+        self._ports = ports
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on (the one chosen when ``port=0``)."""
+        return self._ports[0]
+
+    def statistics(self) -> ServerStatistics:
+        """The connection and frame counts now (a frozen snapshot)."""
+        c = self._counters
+        return ServerStatistics(
+            connections_open=c.connections_open,
+            connections_total=c.connections_total,
+            frames_in=c.frames_in,
+            frames_out=c.frames_out,
+            bad_frames=c.bad_frames,
+        )
+
+
+def serve(
+    handler: Callable[[JsonLinesStream], Awaitable[object]],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    max_connections: int | None = None,
+    grace: float = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
+) -> AbstractAsyncContextManager[Server]:
+    """Serve JSON Lines over TCP: run ``await handler(ch)`` for each connection.
+
+    ::
+
+        async def echo(ch: concur.jsonl.JsonLinesStream) -> None:
+            async for message in ch:
+                await ch.send(message)
+
+        async with concur.jsonl.serve(echo, port=8765) as server:
+            await anyio.sleep_forever()
+
+    Each handler runs in the server's task group with its own :class:`JsonLinesStream`,
+    which is closed when the handler returns. A handler that raises is logged once on the
+    ``concur.jsonl`` logger at ERROR (with the traceback, naming the peer); only its own
+    connection is closed (its client sees the end of the stream; no error frame is sent).
+
+    With *max_connections*, the server stops accepting while that many handlers run:
+    further clients wait in the operating system's backlog, keep what they sent, and are
+    served in arrival order when a handler ends. None is dropped.
+
+    Leaving the block closes the listener first (later clients are refused), then gives
+    the running handlers *grace* seconds to finish, then cancels them; this shutdown is
+    shielded, so it also runs when the block is left by an exception or a cancellation,
+    which then propagates as it is. Nothing keeps running after the block.
+
+    Args:
+        handler: ``async def handler(ch: JsonLinesStream)``.
+        host: the address to listen on (loopback by default; ``""`` or ``"0.0.0.0"`` for
+            every interface).
+        port: the TCP port; ``0`` lets the system choose (read it from ``server.port``).
+        max_frame: the longest line accepted from a client, in bytes.
+        max_connections: at most this many handlers at once; ``None``: no bound.
+        grace: seconds the running handlers get to finish when the block is left.
+        ssl_context: serve TLS with this server-side context (the handshake runs in the
+            connection's task; a failed one is logged at WARNING and closes it).
+
+    Raises:
+        TypeError: *handler* is not an async function.
+        ValueError: ``max_frame < 1``, ``max_connections < 1`` or ``grace < 0``.
+        OSError: the address cannot be listened on (on entering).
+    """
+    check_async_function(handler, "serve", arg="handler")
+    check_int(max_frame, "max_frame", minimum=1)
+    if max_connections is not None:
+        check_int(max_connections, "max_connections", minimum=1)
+    grace = check_number(grace, "grace", unit="seconds")
+    return _serve(handler, host, port, max_frame, max_connections, grace, ssl_context)
+
+
+@asynccontextmanager
+async def _serve(
+    handler: Callable[[JsonLinesStream], Awaitable[object]],
+    host: str,
+    port: int,
+    max_frame: int,
+    max_connections: int | None,
+    grace: float,
+    ssl_context: ssl.SSLContext | None,
+) -> AsyncGenerator[Server]:
+    listener = await anyio.create_tcp_listener(local_host=host, local_port=port, backlog=_BACKLOG)
+    try:
+        sockets = [sub.extra(SocketAttribute.raw_socket) for sub in listener.listeners]
+        counters = Counters()
+        server = Server(counters, [sock.getsockname()[1] for sock in sockets])
+        connections = _Connections(handler, counters, max_frame, max_connections, ssl_context)
+        try:
+            async with anyio.create_task_group() as tg:
+                accepting = anyio.CancelScope()
+                accepted_all = anyio.Event()
+
+                async def accept_all() -> None:
+                    try:
+                        with accepting:
+                            async with anyio.create_task_group() as accept_tg:
+                                for sock in sockets:
+                                    accept_tg.start_soon(connections.accept_loop, sock, tg)
+                    finally:
+                        accepted_all.set()
+
+                tg.start_soon(accept_all)
+                try:
+                    yield server
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        accepting.cancel()
+                        await accepted_all.wait()  # nothing waits on the sockets now
+                        await listener.aclose()  # later clients are refused
+                        with anyio.move_on_after(grace):
+                            await connections.wait_idle()
+                        tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise concur.collapse(group) from None
+    finally:
+        with anyio.CancelScope(shield=True):
+            await listener.aclose()
+
+
+@final
+class _Connections:
+    """The accepting and the connections of one server.
+
+    Invariant: ``counters.connections_open`` counts the connections accepted whose
+    ``run`` has not ended; with *max_connections*, each holds one token of ``_slots``
+    from before its ``accept()`` until its socket is closed, so at most that many
+    handlers run and no ``accept()`` happens while they all do. Only the event loop's
+    thread touches these, between awaits (no lock needed).
+    """
+
+    __slots__ = ("_counters", "_handler", "_idle", "_max_frame", "_name", "_slots", "_ssl")
+
+    def __init__(
+        self,
+        handler: Callable[[JsonLinesStream], Awaitable[object]],
+        counters: Counters,
+        max_frame: int,
+        max_connections: int | None,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        self._handler = handler
+        self._name = fn_name(handler)
+        self._counters = counters
+        self._max_frame = max_frame
+        self._ssl = ssl_context
+        self._slots = (
+            None if max_connections is None else anyio.Semaphore(max_connections, fast_acquire=True)
+        )
+        self._idle: anyio.Event | None = None
+
+    async def wait_idle(self) -> None:
+        """Wait until no connection is open (call once no more are accepted)."""
+        if self._counters.connections_open:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+    async def accept_loop(self, listening: socket.socket, tg: anyio.abc.TaskGroup) -> None:
+        listening.setblocking(False)
+        slots = self._slots
+        counters = self._counters
+        while True:
+            if slots is not None:
+                await slots.acquire()
+            try:
+                sock = await _accept(listening)
+            except BaseException:
+                if slots is not None:
+                    slots.release()
+                raise
+            counters.connections_open += 1
+            counters.connections_total += 1
+            tg.start_soon(self._run, sock, name=f"concur.jsonl.serve {self._name}")
+
+    async def _run(self, sock: socket.socket) -> None:
+        try:
+            try:
+                peer: object = sock.getpeername()
+            except OSError:
+                peer = "an unknown peer"
+            stream: anyio.abc.ByteStream = _SocketStream(sock)
+            try:
+                await self._serve_one(stream, peer)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+        finally:
+            counters = self._counters
+            counters.connections_open -= 1
+            if self._slots is not None:
+                self._slots.release()
+            if not counters.connections_open and self._idle is not None:
+                self._idle.set()
+
+    async def _serve_one(self, stream: anyio.abc.ByteStream, peer: object) -> None:
+        if self._ssl is not None:
+            try:
+                stream = await TLSStream.wrap(
+                    stream, server_side=True, ssl_context=self._ssl, standard_compatible=False
+                )
+            except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream):
+                logger.warning("TLS handshake with %s failed", peer, exc_info=True)
+                return
+        ch = JsonLinesStream(stream, max_frame=self._max_frame)
+        ch._counters = self._counters  # pyright: ignore[reportPrivateUsage]
+        try:
+            await self._handler(ch)
+        except Exception:
+            logger.error("jsonl handler %s failed for peer %s", self._name, peer, exc_info=True)
+
+
+async def _accept(listening: socket.socket) -> socket.socket:
+    """The next connection on a non-blocking listening socket."""
+    while True:
+        try:
+            sock, _ = listening.accept()
+        except BlockingIOError:
+            await anyio.wait_readable(listening)
+            continue
+        except OSError as exc:
+            if exc.errno not in _TRANSIENT_ACCEPT_ERRORS:
+                raise
+            if exc.errno != errno.ECONNABORTED:
+                logger.warning("accept() failed (%s); retrying in 0.1 s", exc)
+                await anyio.sleep(0.1)
+            continue
+        # yield, but never lose the connection to a cancellation
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return sock
