@@ -142,7 +142,7 @@ def _sleep_in_thread(seconds: float) -> None:
     elsewhere, ``time.sleep``."""
     try:
         concur.check_cancelled()
-    except anyio.NoEventLoopError:  # not in a worker thread: nothing to poll
+    except RuntimeError:  # not in a worker thread (anyio.NoEventLoopError): nothing to poll
         time.sleep(seconds)
         return
     deadline = time.monotonic() + seconds

@@ -61,7 +61,7 @@ class Skipped:
     cancelled it.
     """
 
-    reason: SkipReason = attrs.field(validator=_check_reason)
+    reason: Literal["not run", "cancelled"] = attrs.field(validator=_check_reason)
     """``"not run"`` or ``"cancelled"``."""
 
     @property
@@ -239,7 +239,7 @@ class Sequential:
             actions: sync or async callables taking *value*.
             value: the value passed to each action (handed off to each sync action).
             timeout: seconds allowed to each action (``TimeoutError`` as its ``Err``);
-                defaults to the ambient :func:`concur.scope`'s.
+                defaults to the ambient :class:`concur.scope`'s.
 
         Returns:
             One outcome per action, in action order.
@@ -296,7 +296,7 @@ class Concurrent:
             actions: sync or async callables taking *value*.
             value: the value passed to each action (handed off to each sync action).
             timeout: seconds allowed to each action (``TimeoutError`` as its ``Err``);
-                defaults to the ambient :func:`concur.scope`'s.
+                defaults to the ambient :class:`concur.scope`'s.
 
         Returns:
             One outcome per action, in action order.
@@ -386,7 +386,7 @@ class Pipeline:
                 per index of ``stages``.
             value: the value passed to each action (handed off to each sync action).
             timeout: seconds allowed to each action (``TimeoutError`` as its ``Err``);
-                defaults to the ambient :func:`concur.scope`'s.
+                defaults to the ambient :class:`concur.scope`'s.
 
         Returns:
             One outcome per action, in action order (not stage order).

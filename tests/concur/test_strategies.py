@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import pickle
 import threading
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -499,3 +500,34 @@ async def test_a_coroutine_object_is_refused_and_closed() -> None:
     assert first.cr_frame is None
     assert second.cr_frame is None
     gc.collect()
+
+
+# --- the examples of the docs ---------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "services_strategies.inc"
+
+
+def doc_examples() -> list[str]:
+    """The ``code-block:: python`` blocks of docs/services_strategies.inc."""
+    blocks = DOCS.read_text().split(".. code-block:: python\n")[1:]
+    examples = []
+    for block in blocks:
+        lines = []
+        for line in block.splitlines()[1:]:
+            if line and not line.startswith("    "):
+                break
+            lines.append(line[4:])
+        examples.append("\n".join(lines))
+    return examples
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("index", [0, 1])
+def test_doc_examples_run(backend: str, index: int) -> None:
+    """Every example of the strategies and decorators docs runs, its asserts hold."""
+    examples = doc_examples()
+    assert len(examples) == 2
+    code = examples[index]
+    assert code.rstrip().endswith("anyio.run(main)")
+    code = code.rstrip().removesuffix("anyio.run(main)") + f"anyio.run(main, backend={backend!r})"
+    exec(compile(code, str(DOCS), "exec"), {"__name__": "doc_example"})
