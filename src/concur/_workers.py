@@ -197,11 +197,18 @@ class WorkerPool:
                 outcome = error
         self._cancel_all()
         try:
-            if outcome is exc:
-                return await tg.__aexit__(exc_type, exc, tb)
-            assert outcome is not None
-            await tg.__aexit__(type(outcome), outcome, outcome.__traceback__)
-            raise outcome
+            if isinstance(outcome, anyio.get_cancelled_exc_class()):
+                # the task group must see its own (or an outer scope's) cancellation
+                if outcome is exc:
+                    return await tg.__aexit__(exc_type, exc, tb)
+                await tg.__aexit__(type(outcome), outcome, outcome.__traceback__)
+            else:
+                # anyio would put the body's exception in a group: it propagates bare
+                await tg.__aexit__(None, None, None)
+            if outcome is not exc:
+                assert outcome is not None
+                raise outcome
+            return None
         finally:
             self._exited = True
             self._notify()
