@@ -281,9 +281,7 @@ async def test_a_cancelled_waiting_submit_withdraws_its_job() -> None:
     assert pool.statistics().completed == 1
 
 
-async def test_waiting_submitters_are_served_in_order_and_cancelling_a_queued_job_frees_a_place() -> (
-    None
-):
+async def test_waiters_are_served_in_order_and_a_cancelled_queued_job_frees_a_place() -> None:
     """Submitters waiting for room get it first come, first served; a cancelled queued job
     gives its place to the next one."""
     gate = Gate()
@@ -365,7 +363,6 @@ async def test_results_come_in_completion_order_with_back_pressure() -> None:
     values = [o.value for o in outcomes if isinstance(o, concur.Ok)]
     errors = [o for o in outcomes if isinstance(o, concur.Err)]
     assert sorted(values) == [0, 1, 2, 3]
-    assert [v for v in values if v != 0 or True] == values
     assert len(errors) == 1
     assert str(errors[0].error) == "x"
     assert pool.results() is pool.results()
@@ -501,13 +498,19 @@ async def test_exit_with_an_exception_cancels_everything_at_once() -> None:
     """An exception from the body cancels all jobs at once (no shutdown_timeout wait) and
     propagates unchanged."""
     gate = Gate()
-    with pytest.raises(KeyError) as info:
+    jobs: list[concur.Job[Any]] = []
+
+    async def body() -> None:
         async with concur.WorkerPool(1, shutdown_timeout=math.inf) as pool:
-            running = await pool.submit(gate.run)
-            queued = await pool.submit(gate.run)
+            jobs.append(await pool.submit(gate.run))
+            jobs.append(await pool.submit(gate.run))
             await gate.started.wait()
             raise KeyError("body")
+
+    with pytest.raises(KeyError) as info:
+        await body()
     assert type(info.value) is KeyError
+    running, queued = jobs
     assert running.status is concur.JobStatus.CANCELLED
     assert queued.status is concur.JobStatus.CANCELLED
 
@@ -537,13 +540,18 @@ async def test_a_sync_job_delays_exit_until_its_thread_returns() -> None:
                 raise
             threading.Event().wait(0.001)
 
-    with pytest.raises(KeyError):
+    jobs: list[concur.Job[None]] = []
+
+    async def body() -> None:
         async with concur.WorkerPool(1) as pool:
-            job = await pool.submit(cooperative)
+            jobs.append(await pool.submit(cooperative))
             await anyio.to_thread.run_sync(started.wait)
             raise KeyError
+
+    with pytest.raises(KeyError):
+        await body()
     assert stopped.is_set()
-    assert job.status is concur.JobStatus.CANCELLED
+    assert jobs[0].status is concur.JobStatus.CANCELLED
 
 
 # --- triggers -----------------------------------------------------------------------------------
