@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import importlib
-import logging
 import queue
 import threading
 import time
@@ -54,12 +53,11 @@ else:
     FAST_PATH = True  # pyright: ignore[reportConstantRedefinition]
 
 from .limits import give_back_on_error, take_token
+from .log import logger
 from .threadcall import INTERRUPT_EVERY, ThreadCall
 
 __all__ = ["FAST_PATH", "run_in_pool"]
 
-
-logger: Final = logging.getLogger("concur")
 
 JOIN_SECONDS: Final = 1.0
 """How long the end of an event-loop run waits for busy (abandoned) workers to end."""
@@ -217,7 +215,7 @@ class _Job:
         if self.abandoned:
             self.limiter.release_on_behalf_of(self)
             if self.error is not None:
-                logger.debug("abandoned thread call %r failed", self.fn, exc_info=self.error)
+                logger().debug("abandoned thread call %r failed", self.fn, exc_info=self.error)
             self.error = self.result = None
             return
         waiter = self.waiter
@@ -287,7 +285,7 @@ async def run_in_pool(
             if error is not None:
                 if not call.interrupted:  # the thread's own failure (or check_cancelled's)
                     raise error from None
-                logger.debug("interrupted thread call %r failed", job.fn, exc_info=error)
+                logger().debug("interrupted thread call %r failed", job.fn, exc_info=error)
         raise
     limiter.release_on_behalf_of(job)
     return result

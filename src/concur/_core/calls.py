@@ -4,18 +4,20 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import types
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Final, TypeVar, TypeVarTuple, cast, final, overload
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, cast, final, overload
 
 import anyio
-import anyio.to_thread
+
+if TYPE_CHECKING:  # at run time anyio imports these on first use
+    import anyio.to_thread
 
 from . import handoff as _handoff
 from .checks import check_function, check_timeout, fn_name, is_async_callable
 from .handoff import Policy
 from .limits import unlimited
+from .log import logger
 from .settings import bounded, settings_var
 from .threadcall import PENDING, ThreadCall, current_async_library, observed
 
@@ -30,8 +32,6 @@ __all__ = [
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
-
-logger: Final = logging.getLogger("concur")
 
 
 @final
@@ -222,7 +222,9 @@ def _fast_path(backend: str) -> types.ModuleType | None:
         try:
             module = importlib.import_module(name, __package__)
         except (ImportError, AttributeError):  # pragma: no cover - anyio reorganised
-            logger.debug("%s fast path unavailable; using anyio.to_thread", backend, exc_info=True)
+            logger().debug(
+                "%s fast path unavailable; using anyio.to_thread", backend, exc_info=True
+            )
         else:
             if not getattr(module, "FAST_PATH", True):  # pragma: no cover
                 module = None

@@ -14,10 +14,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, Final, TypeVar, cast, final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 
 import anyio
-import anyio.lowlevel
+
+if TYPE_CHECKING:  # at run time anyio imports these on first use
+    import anyio.lowlevel
 
 __all__ = [
     "INTERRUPTS",

@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING
 
 import anyio
-import anyio.lowlevel
+
+if TYPE_CHECKING:  # at run time anyio imports these on first use
+    import anyio.lowlevel
 
 __all__ = ["give_back_on_error", "take_token", "unlimited"]
 
@@ -17,11 +20,12 @@ async def take_token(
     limiter: anyio.CapacityLimiter,
     borrower: object,
     undo: Callable[[], object] | None = None,
-    checkpoint: Callable[[], Awaitable[object]] = anyio.lowlevel.checkpoint,
+    checkpoint: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """Take a token of *limiter* on behalf of *borrower*, or none at all.
 
-    A free token is taken at once, then *checkpoint* runs (a cancellation point, so that a
+    A free token is taken at once, then *checkpoint* (default:
+    :func:`anyio.lowlevel.checkpoint`) runs (a cancellation point, so that a
     cancelled caller never starts its call). If the wait or the checkpoint raises (a
     cancellation), no token is held any more, *undo* runs, and the exception propagates.
     """
@@ -36,7 +40,7 @@ async def take_token(
             raise
         return
     with give_back_on_error(limiter, borrower, undo):
-        await checkpoint()
+        await (anyio.lowlevel.checkpoint if checkpoint is None else checkpoint)()
 
 
 @contextlib.contextmanager
@@ -60,6 +64,9 @@ def unlimited() -> anyio.CapacityLimiter:
     """This event-loop run's limiter that never waits: for a call whose token that counts
     is held elsewhere (by concur itself, or by a map worker), so that no second cap
     applies."""
+    global _unlimited
+    if _unlimited is None:  # made on first use: anyio.lowlevel is not imported before
+        _unlimited = anyio.lowlevel.RunVar("concur.unlimited")
     try:
         return _unlimited.get()
     except LookupError:

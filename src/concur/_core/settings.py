@@ -6,11 +6,13 @@ import dataclasses
 import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
-from typing import Any, Final, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 import anyio
-import anyio.lowlevel
-import anyio.to_thread
+
+if TYPE_CHECKING:  # at run time anyio imports these on first use
+    import anyio.lowlevel
+    import anyio.to_thread
 
 from .checks import check_int, check_timeout
 from .handoff import POLICIES, Policy

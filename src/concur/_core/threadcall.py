@@ -6,18 +6,20 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
-import logging
 import threading
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
+
+if TYPE_CHECKING:  # at run time anyio imports these on first use
+    import anyio.from_thread
+    import anyio.lowlevel
 
 from . import handoff as _handoff
 from .checks import fn_name
 from .limits import take_token
+from .log import logger
 
 __all__ = [
     "ABANDONED",
@@ -34,7 +36,6 @@ __all__ = [
     "returned_coroutine",
 ]
 
-logger: Final = logging.getLogger("concur")
 
 INTERRUPT_EVERY: Final = 0.1
 """Seconds between two rounds of interrupt hooks while a cancelled call's thread runs on."""
@@ -215,7 +216,7 @@ class ThreadCall:
             try:
                 hook()
             except Exception:
-                logger.warning(
+                logger().warning(
                     "the interrupt hook %r of a cancelled thread call failed", hook, exc_info=True
                 )
 
@@ -239,7 +240,7 @@ class ThreadCall:
         error, self.error = self.error, None
         if self.interrupted:
             if error is not None:
-                logger.debug("interrupted thread call %r failed", self.fn, exc_info=error)
+                logger().debug("interrupted thread call %r failed", self.fn, exc_info=error)
             return None
         return error
 
@@ -252,7 +253,7 @@ class ThreadCall:
         try:
             anyio.from_thread.run_sync(self._ended_on_loop, token=token)
         except Exception:  # the loop is gone: its limiter and waiters went with it
-            logger.debug("could not tell the loop that %r ended", self.fn, exc_info=True)
+            logger().debug("could not tell the loop that %r ended", self.fn, exc_info=True)
 
     def _ended_on_loop(self) -> None:
         if self.limiter is not None:
@@ -260,7 +261,7 @@ class ThreadCall:
         if self.ended is not None:
             self.ended.set()
         if not self.waiting and self.error is not None:  # nobody will read it
-            logger.debug("abandoned thread call %r failed", self.fn, exc_info=self.error)
+            logger().debug("abandoned thread call %r failed", self.fn, exc_info=self.error)
             self.error = None
 
 

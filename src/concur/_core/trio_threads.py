@@ -19,20 +19,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import logging
 import math
 from collections.abc import Callable
-from typing import Any, Final, final
+from typing import Any, final
 
 import anyio
 import anyio.lowlevel
 import trio
 
+from .log import logger
 from .threadcall import INTERRUPT_EVERY, ThreadCall
 
 __all__ = ["run_in_thread"]
 
-logger: Final = logging.getLogger("concur")
 _parent: Any = importlib.import_module("trio._threads").PARENT_TASK_DATA
 
 _eventloop: Any = importlib.import_module("anyio._core._eventloop")
@@ -90,7 +89,7 @@ async def run_in_thread(
         )
     except BaseException as exc:
         if call.interrupted:
-            logger.debug("interrupted thread call %r failed", fn, exc_info=exc)
+            logger().debug("interrupted thread call %r failed", fn, exc_info=exc)
             await trio.lowlevel.checkpoint()  # the caller's own cancellation
         raise
     if not abandon_on_cancel:
