@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import math
 import random
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import concur
+
+# When a test fails, hypothesis's pytest plugin imports libcst to suggest a patch, and that
+# import warns; under warnings-as-errors the report would end in an INTERNALERROR that hides
+# the falsifying example. Import it now (as test_stress.py does).
+with warnings.catch_warnings(), contextlib.suppress(ImportError):
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import hypothesis.extra._patching  # noqa: F401
 
 
 class Flaky(Exception):
