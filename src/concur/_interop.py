@@ -157,7 +157,7 @@ def _run_on_a_thread(
     try:
         result = runner.run(fn, *args)
     except KeyboardInterrupt:
-        if not runner._busy():  # pyright: ignore[reportPrivateUsage]
+        if not runner.active_calls:
             runner.close()
             raise
         # a second Ctrl-C: raise now; the loop thread ends once the cleanup has finished

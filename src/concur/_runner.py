@@ -13,17 +13,14 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, Final, Generic, Literal, Self, TypeVar, TypeVarTuple, cast, final, overload
+from typing import Any, Final, Literal, Self, TypeVar, TypeVarTuple, cast, final, overload
 
 import anyio
-import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 
 from ._core import check_async_function, check_function, check_int, check_timeout, fn_name
 from ._loops import (
-    adopt_context,
-    await_fn,
     call_soon,
     check_backend,
     context_for_another_loop,
@@ -32,6 +29,14 @@ from ._loops import (
     wait_event,
 )
 from ._map import map_async
+from ._runner_loop import (
+    LoopCall,
+    LoopState,
+    run_loop_call,
+    settle_dropped,
+    start_thread,
+    stop_loop,
+)
 
 __all__ = ["Runner"]
 
@@ -42,105 +47,6 @@ Ts = TypeVarTuple("Ts")
 logger: Final = logging.getLogger("concur")
 
 _counter = itertools.count(1)
-
-
-# --- one call on the runner's loop --------------------------------------------------------------
-
-
-@final
-class _Call(Generic[T]):
-    """One ``run``/``submit``/``map`` call: its future and its task's cancel scope.
-
-    ``future`` stays pending while the task runs, so ``future.cancel()`` works until the
-    task has finished (it then cancels the task). ``done`` is set only once the task has
-    finished for good, cleanup included.
-    """
-
-    __slots__ = (
-        "args",
-        "cancel_requested",
-        "context",
-        "done",
-        "fn",
-        "future",
-        "lock",
-        "scope",
-        "spawned",
-    )
-
-    def __init__(
-        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], context: contextvars.Context
-    ) -> None:
-        self.fn = fn
-        self.args = args
-        self.context = context
-        self.future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self.done = threading.Event()
-        self.lock = threading.Lock()
-        self.scope: anyio.CancelScope | None = None
-        self.cancel_requested = False
-        self.spawned = False  # set on the loop thread when the loop takes the call
-
-    def attach(self, scope: anyio.CancelScope) -> bool:
-        """Record the task's scope (on the loop); ``False`` if cancelled already."""
-        with self.lock:
-            self.scope = scope
-            return not self.cancel_requested
-
-    def settle_result(self, value: T) -> None:
-        if self.future.set_running_or_notify_cancel():
-            self.future.set_result(value)
-
-    def settle_exception(self, exc: BaseException) -> None:
-        if self.future.set_running_or_notify_cancel():
-            self.future.set_exception(exc)
-
-    def settle_cancelled(self) -> None:
-        with self.lock:
-            self.cancel_requested = True  # so the future's own callback does nothing more
-        self.future.cancel()
-        self.future.set_running_or_notify_cancel()
-
-
-@final
-class _LoopState:
-    """What the loop thread hands back once it runs."""
-
-    __slots__ = (
-        "active",
-        "ended",
-        "handed",
-        "handed_lock",
-        "ident",
-        "idle",
-        "stop",
-        "tg",
-        "token",
-    )
-
-    def __init__(self, tg: anyio.abc.TaskGroup) -> None:
-        self.tg = tg
-        self.ident = threading.get_ident()
-        self.token = anyio.lowlevel.current_token()
-        self.stop = anyio.Event()
-        self.active = 0  # calls whose task has not ended (counted on the loop thread)
-        self.idle: anyio.Event | None = None
-        # calls handed to the loop from other threads and not yet taken by it: asyncio
-        # drops a callback that comes after its loop's last turn but before it is closed,
-        # so the loop thread settles these itself once its loop has ended
-        self.handed_lock = threading.Lock()
-        self.handed: set[_Call[Any]] = set()
-        self.ended = False
-
-    def call_ended(self) -> None:
-        self.active -= 1
-        if not self.active and self.idle is not None:
-            self.idle.set()
-
-    async def wait_idle(self) -> None:
-        while self.active:
-            self.idle = anyio.Event()
-            await self.idle.wait()
 
 
 class _State(enum.Enum):
@@ -253,7 +159,7 @@ class Runner:
         self._lock = threading.Lock()
         self._state = _State.NEW
         self._closed = threading.Event()
-        self._loop: _LoopState | None = None
+        self._loop: LoopState | None = None
         self._thread: threading.Thread | None = None
         # set by the loop thread as it ends; waited for instead of an interruptible
         # join(): a Ctrl-C in Thread.join() marks a live thread as stopped (CPython 3.11)
@@ -277,11 +183,17 @@ class Runner:
         """Whether :meth:`close` has been called."""
         return self._state in (_State.CLOSING, _State.CLOSED)
 
+    @property
+    def active_calls(self) -> int:
+        """How many calls' tasks have not ended yet, cleanup included (from any thread)."""
+        loop = self._loop
+        return 0 if loop is None else loop.active
+
     # --- context manager
 
     def __enter__(self) -> Self:
         if self.closed:
-            raise RuntimeError(f"{self!r} is closed; create a new concur.Runner")
+            raise self._closed_error()
         return self
 
     def __exit__(
@@ -332,12 +244,12 @@ class Runner:
             TypeError: *fn* is not callable, or is not async.
         """
         check_async_function(fn, "runner.submit")
-        job = self._start(fn, args)
-        future = job.future
+        call = self._start(fn, args)
+        future = call.future
 
         def on_done(future: concurrent.futures.Future[T]) -> None:
             if future.cancelled():
-                self._cancel(job)
+                self._cancel(call)
 
         future.add_done_callback(on_done)
         return future
@@ -432,10 +344,8 @@ class Runner:
 
     # --- machinery
 
-    def _busy(self) -> bool:
-        """Whether a call's task has not ended yet (read from any thread)."""
-        loop = self._loop
-        return loop is not None and loop.active > 0
+    def _closed_error(self) -> RuntimeError:
+        return RuntimeError(f"{self!r} is closed; create a new concur.Runner")
 
     def _refuse_own_thread(self, what: str, instead: str) -> None:
         loop = self._loop
@@ -463,23 +373,23 @@ class Runner:
         loop, thread = self._loop, self._thread
         assert loop is not None and thread is not None
         with contextlib.suppress(anyio.RunFinishedError):
-            call_soon(loop.token, functools.partial(_stop_loop, loop, cancel=cancel))
+            call_soon(loop.token, functools.partial(stop_loop, loop, cancel=cancel))
         wait_event(self._thread_ended)
         thread.join()  # it is ending
 
-    def _ensure_running(self) -> _LoopState:
+    def _ensure_running(self) -> LoopState:
         """Start the loop on first use (under the lock); refuse if closed."""
         with self._lock:
             if self._state is _State.RUNNING:
                 assert self._loop is not None
                 return self._loop
             if self._state is not _State.NEW:
-                raise RuntimeError(f"{self!r} is closed; create a new concur.Runner")
-            started: concurrent.futures.Future[_LoopState] = concurrent.futures.Future()
+                raise self._closed_error()
+            started: concurrent.futures.Future[LoopState] = concurrent.futures.Future()
             thread = threading.Thread(
                 target=self._thread_main, args=(started,), name=self._name, daemon=True
             )
-            interrupted = _start(thread, started)
+            interrupted = start_thread(thread, started)
             error = started.exception()
             if error is not None:
                 wait_event(self._thread_ended)
@@ -494,7 +404,7 @@ class Runner:
             raise KeyboardInterrupt
         return self._loop
 
-    def _thread_main(self, started: concurrent.futures.Future[_LoopState]) -> None:
+    def _thread_main(self, started: concurrent.futures.Future[LoopState]) -> None:
         """The loop thread: runs the loop until :meth:`close` stops it."""
         try:
             anyio.run(
@@ -507,14 +417,14 @@ class Runner:
                 logger.exception("the loop of %r failed", self)
         finally:
             if started.done() and started.exception() is None:  # the loop ran, and ended
-                error = RuntimeError(f"{self!r} is closed; create a new concur.Runner")
-                _settle_dropped(started.result(), error)
+                error = self._closed_error()
+                settle_dropped(started.result(), error)
             self._thread_ended.set()
 
-    async def _serve(self, started: concurrent.futures.Future[_LoopState]) -> None:
+    async def _serve(self, started: concurrent.futures.Future[LoopState]) -> None:
         """The loop's main task: holds every call's task until the runner closes."""
         async with anyio.create_task_group() as tg:
-            loop = _LoopState(tg)
+            loop = LoopState(tg)
             started.set_result(loop)
             await loop.stop.wait()
             if self._shutdown_timeout is not None:
@@ -522,60 +432,60 @@ class Runner:
                     await loop.wait_idle()
                 tg.cancel_scope.cancel("the concur.Runner is closing")
 
-    def _start(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> _Call[T]:
+    def _start(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> LoopCall[T]:
         """Hand a new call to the loop, without waiting (``submit``)."""
         loop = self._ensure_running()
-        job = _Call(fn, args, self._context(loop))
+        call = LoopCall(fn, args, self._context(loop))
         try:
-            self._hand_over(loop, job)
+            self._hand_over(loop, call)
         except BaseException:
-            self._cancel(job)  # Ctrl-C in the middle: the call must not run unobserved
+            self._cancel(call)  # Ctrl-C in the middle: the call must not run unobserved
             raise
-        return job
+        return call
 
     @staticmethod
-    def _context(loop: _LoopState) -> contextvars.Context:
+    def _context(loop: LoopState) -> contextvars.Context:
         """A copy of the caller's context; from another thread, with its limiter localised."""
         if loop.ident == threading.get_ident():
             return contextvars.copy_context()
         return context_for_another_loop()
 
-    def _hand_over(self, loop: _LoopState, job: _Call[Any]) -> None:
+    def _hand_over(self, loop: LoopState, call: LoopCall[Any]) -> None:
         if loop.ident == threading.get_ident():
-            self._spawn(loop, job)
+            self._spawn(loop, call)
             return
         with loop.handed_lock:
             if loop.ended:
-                raise RuntimeError(f"{self!r} is closed; create a new concur.Runner")
-            loop.handed.add(job)
+                raise self._closed_error()
+            loop.handed.add(call)
         try:
-            call_soon(loop.token, lambda: self._spawn(loop, job))
+            call_soon(loop.token, lambda: self._spawn(loop, call))
         except anyio.RunFinishedError:
             with loop.handed_lock:
-                loop.handed.discard(job)
-            raise RuntimeError(f"{self!r} is closed; create a new concur.Runner") from None
+                loop.handed.discard(call)
+            raise self._closed_error() from None
 
-    def _spawn(self, loop: _LoopState, job: _Call[Any]) -> None:
-        """Start *job*'s task (on the loop thread; never raises: it would kill the loop)."""
+    def _spawn(self, loop: LoopState, call: LoopCall[Any]) -> None:
+        """Start *call*'s task (on the loop thread; never raises: it would kill the loop)."""
         with loop.handed_lock:
-            loop.handed.discard(job)
-        job.spawned = True
+            loop.handed.discard(call)
+        call.spawned = True
         try:
             if loop.stop.is_set():
-                raise RuntimeError(f"{self!r} is closed; create a new concur.Runner")
-            loop.tg.start_soon(_run_call, loop, job, name=f"{self._name}:{fn_name(job.fn)}")
+                raise self._closed_error()
+            loop.tg.start_soon(run_loop_call, loop, call, name=f"{self._name}:{fn_name(call.fn)}")
             loop.active += 1
         except BaseException as exc:
-            job.settle_exception(exc)
-            job.done.set()
+            call.settle_exception(exc)
+            call.done.set()
 
-    def _cancel(self, job: _Call[Any]) -> None:
-        """Cancel *job*'s task, from any thread, without waiting."""
-        with job.lock:
-            if job.cancel_requested:
+    def _cancel(self, call: LoopCall[Any]) -> None:
+        """Cancel *call*'s task, from any thread, without waiting."""
+        with call.lock:
+            if call.cancel_requested:
                 return
-            job.cancel_requested = True
-            scope = job.scope
+            call.cancel_requested = True
+            scope = call.scope
         loop = self._loop
         if scope is None or loop is None:
             return  # not started yet: it is cancelled as soon as it starts
@@ -588,86 +498,20 @@ class Runner:
     def _call(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
         """Run a call and block until it is done (``run``, ``map``; Ctrl-C: see ``run``)."""
         loop = self._ensure_running()
-        job = _Call(fn, args, self._context(loop))
+        call = LoopCall(fn, args, self._context(loop))
         try:
-            self._hand_over(loop, job)
-            wait_event(job.done)
+            self._hand_over(loop, call)
+            wait_event(call.done)
         except KeyboardInterrupt:
             # a Ctrl-C may land before, during or after the hand-over: cancel the call,
             # wait until the loop has seen every call handed to it so far (its queue is
             # FIFO), then for the cleanup of the task if it was started at all
-            self._cancel(job)
+            self._cancel(call)
             seen = threading.Event()
             with contextlib.suppress(anyio.RunFinishedError):
                 call_soon(loop.token, seen.set)
                 wait_event(seen)  # a second Ctrl-C leaves from here or below at once
-            if job.spawned:
-                wait_event(job.done)
+            if call.spawned:
+                wait_event(call.done)
             raise
-        return job.future.result()
-
-
-def _settle_dropped(loop: _LoopState, error: RuntimeError) -> None:
-    """Once the loop has ended: fail the calls handed to it that it never took."""
-    with loop.handed_lock:
-        loop.ended = True
-        dropped, loop.handed = loop.handed, set()
-    for job in dropped:
-        job.settle_exception(error)
-        job.done.set()
-
-
-def _stop_loop(loop: _LoopState, *, cancel: bool) -> None:
-    """On the loop: let the main task end (after the calls, or cancelling them)."""
-    loop.stop.set()
-    if cancel:
-        loop.tg.cancel_scope.cancel("the concur.Runner's close() was interrupted (Ctrl-C)")
-
-
-def _start(thread: threading.Thread, started: concurrent.futures.Future[_LoopState]) -> bool:
-    """Start the loop thread; wait until its loop runs or failed; whether Ctrl-C came.
-
-    Starting a loop takes a moment and cannot be undone half-way: a Ctrl-C meanwhile is
-    held until the loop runs (so that :meth:`Runner.close` can end it), then raised by
-    the caller. (``Thread.start`` blocks only once the thread exists, so a Ctrl-C there
-    comes while the thread starts.)
-    """
-    interrupted = False
-    try:
-        thread.start()
-    except KeyboardInterrupt:
-        interrupted = True
-    while True:
-        try:
-            concurrent.futures.wait((started,))
-        except KeyboardInterrupt:
-            interrupted = True
-        else:
-            return interrupted
-
-
-async def _run_call(loop: _LoopState, job: _Call[T]) -> None:
-    """The task of one call: the caller's context, its own cancel scope, its outcome."""
-    cancelled = anyio.get_cancelled_exc_class()
-    try:
-        adopt_context(job.context)
-        with anyio.CancelScope() as scope:
-            if not job.attach(scope):
-                job.settle_cancelled()  # cancelled before it started: fn never runs
-                return
-            try:
-                value = await await_fn(job.fn, job.args)
-            except cancelled:
-                raise
-            except BaseException as exc:  # delivered to the caller, never to the loop
-                job.settle_exception(exc)
-                return
-            job.settle_result(value)
-            return
-        job.settle_cancelled()  # our own scope caught the cancellation
-    except cancelled:
-        job.settle_cancelled()  # the runner is closing
-        raise
-    finally:
-        loop.call_ended()
-        job.done.set()
+        return call.future.result()
