@@ -14,13 +14,14 @@ outlives its block and nothing yields inside a task group::
   exhausted; use ``contextlib.aclosing(...)`` to close it on an early ``break``.
 """
 
+from ._core.exports import publish_all
+from ._stream_blocks import batch as batch
+from ._stream_blocks import buffer as buffer
+from ._stream_blocks import map as map
+from ._stream_blocks import merge as merge
 from ._streams import ClosingAsyncIterator as ClosingAsyncIterator
-from ._streams import batch as batch
-from ._streams import buffer as buffer
 from ._streams import enumerate as enumerate
 from ._streams import filter as filter
-from ._streams import map as map
-from ._streams import merge as merge
 from ._streams import skip as skip
 from ._streams import take as take
 from ._streams import throttle as throttle
@@ -38,16 +39,4 @@ __all__ = (
     "throttle",
 )
 
-
-def _fix_module() -> None:
-    import contextlib
-
-    for name in __all__:
-        obj = globals()[name]
-        if getattr(obj, "__module__", "") == "concur._streams":
-            with contextlib.suppress(AttributeError, TypeError):
-                obj.__module__ = __name__
-
-
-_fix_module()
-del _fix_module
+publish_all(globals(), __all__, __name__)
