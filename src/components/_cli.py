@@ -32,26 +32,22 @@ class CLIError(Exception):
     """A problem to report on one line of stderr, with exit code 2."""
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int = 1, maximum: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if maximum is not None and not minimum <= value <= maximum:
+        raise argparse.ArgumentTypeError(f"must be between {minimum} and {maximum}, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
     return value
 
 
 def _seed(text: str) -> int:
     from ._data import MAX_SEED
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}, got {value}")
-    return value
+    return _whole_number(text, 0, MAX_SEED)
 
 
 def _version() -> str:
@@ -86,11 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--target", metavar="COL", help="the column to predict (required with PATH)"
     )
     features.add_argument(
-        "--k", type=_positive_int, default=20, help="how many features to select (default 20)"
+        "--k", type=_whole_number, default=20, help="how many features to select (default 20)"
     )
     features.add_argument(
         "--threads",
-        type=_positive_int,
+        type=_whole_number,
         default=None,
         metavar="N",
         help="the most generator threads at once (default: the usable CPUs)",
@@ -103,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     features.add_argument(
         "--min-rows",
-        type=_positive_int,
+        type=_whole_number,
         default=None,
         metavar="N",
         help="the fewest rows a feature must share with the target to be scored "
@@ -120,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     features.add_argument(
         "--rows",
-        type=_positive_int,
+        type=_whole_number,
         default=DEFAULT_ROWS,
         help=f"rows of the built-in data set (default {DEFAULT_ROWS:,}; the benchmarks use "
         "1,000,000)",

@@ -27,10 +27,9 @@ __all__ = [
     "check_name",
     "check_number",
     "check_windows",
-    "int_field",
+    "field_check",
     "is_int",
     "is_number",
-    "number_field",
     "numeric_columns",
     "prefixed",
 ]
@@ -98,25 +97,12 @@ Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 """An attrs field validator."""
 
 
-def int_field(owner: str, *, minimum: int = 1, optional: bool = False) -> Validator:
-    """An attrs validator: the field is an int of at least *minimum* (see :func:`check_int`)."""
+def field_check(check: Callable[..., None], owner: str, **options: Any) -> Validator:
+    """An attrs validator that runs ``check(value, f"{owner}: {field}", field=True,
+    **options)``: ``field_check(check_int, "LagFeatures", minimum=0)``."""
 
     def validate(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        check_int(
-            value, f"{owner}: {attribute.name}", minimum=minimum, optional=optional, field=True
-        )
-
-    return validate
-
-
-def number_field(owner: str, *, minimum: float = 0.0, strict: bool = False) -> Validator:
-    """An attrs validator: the field is a number, at least (or, if *strict*, above)
-    *minimum* (see :func:`check_number`)."""
-
-    def validate(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        check_number(
-            value, f"{owner}: {attribute.name}", minimum=minimum, strict=strict, field=True
-        )
+        check(value, f"{owner}: {attribute.name}", field=True, **options)
 
     return validate
 
@@ -175,20 +161,23 @@ def check_windows(values: tuple[int, ...], what: str, owner: str) -> None:
 def numeric_columns(
     frame: pl.DataFrame,
     columns: tuple[str, ...] | None,
-    exclude: Iterable[str | None],
+    entity: str | None,
+    order: str | None,
     owner: str,
 ) -> list[str]:
-    """The input columns of a generator: *columns*, or every numeric column not excluded.
+    """The input columns of a generator: *columns*, or every numeric column but the
+    *entity* and *order* keys, after checking that the keys are in *frame*.
 
     Raises:
-        ValueError: a named column is missing or not numeric.
+        ValueError: a key column or a named column is missing, or a named column is not
+            numeric.
     """
-    skip = {c for c in exclude if c is not None}
+    check_keys(frame, entity, order, owner)
     if columns is None:
         return [
             name
             for name, dtype in frame.schema.items()
-            if name not in skip and (dtype.is_numeric() and not dtype.is_decimal())
+            if name not in (entity, order) and (dtype.is_numeric() and not dtype.is_decimal())
         ]
     missing = [c for c in columns if c not in frame.columns]
     if missing:

@@ -14,9 +14,9 @@ import concur
 from ._common import (
     as_names,
     check_columns,
-    check_keys,
+    check_int,
     check_name,
-    int_field,
+    field_check,
     numeric_columns,
     prefixed,
 )
@@ -81,7 +81,7 @@ class SQLWindowFeatures(SyncFeatureGenerator):
     entity: str | None = None
     order: str | None = None
     threads: int | None = attrs.field(
-        default=None, validator=int_field("SQLWindowFeatures", optional=True)
+        default=None, validator=field_check(check_int, "SQLWindowFeatures", optional=True)
     )
 
     def __attrs_post_init__(self) -> None:
@@ -121,10 +121,7 @@ class SQLWindowFeatures(SyncFeatureGenerator):
             ValueError: a named column is missing or not numeric.
             duckdb.Error: the query failed.
         """
-        check_keys(frame, self.entity, self.order, "SQLWindowFeatures")
-        inputs = numeric_columns(
-            frame, self.columns, (self.entity, self.order), "SQLWindowFeatures"
-        )
+        inputs = numeric_columns(frame, self.columns, self.entity, self.order, "SQLWindowFeatures")
         if not inputs:
             return pl.DataFrame(height=frame.height)
         keys = [c for c in (self.entity, self.order) if c is not None]

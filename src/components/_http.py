@@ -18,10 +18,11 @@ import concur
 from ._common import (
     as_names,
     as_tuple,
+    check_int,
     check_name,
-    int_field,
+    check_number,
+    field_check,
     is_number,
-    number_field,
     prefixed,
 )
 from ._interfaces import FeatureGenerator
@@ -83,10 +84,12 @@ class HttpLookupFeatures(FeatureGenerator):
     key: str = "entity"
     fields: tuple[str, ...] | None = attrs.field(default=None, converter=as_names)
     name: str = "http"
-    max_concurrency: int = attrs.field(default=16, validator=int_field(_OWNER))
-    retries: int = attrs.field(default=3, validator=int_field(_OWNER, minimum=0))
-    timeout: float = attrs.field(default=10.0, validator=number_field(_OWNER, strict=True))
-    backoff: float = attrs.field(default=0.05, validator=number_field(_OWNER))
+    max_concurrency: int = attrs.field(default=16, validator=field_check(check_int, _OWNER))
+    retries: int = attrs.field(default=3, validator=field_check(check_int, _OWNER, minimum=0))
+    timeout: float = attrs.field(
+        default=10.0, validator=field_check(check_number, _OWNER, strict=True)
+    )
+    backoff: float = attrs.field(default=0.05, validator=field_check(check_number, _OWNER))
     headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=as_tuple)
 
     def __attrs_post_init__(self) -> None:

@@ -17,6 +17,7 @@ from ._common import (
     check_columns,
     check_keys,
     check_name,
+    check_number,
     check_windows,
     numeric_columns,
     prefixed,
@@ -107,8 +108,7 @@ class LagFeatures(SyncFeatureGenerator):
         Raises:
             ValueError: a named column is missing or not numeric.
         """
-        check_keys(frame, self.entity, self.order, "LagFeatures")
-        inputs = numeric_columns(frame, self.columns, (self.entity, self.order), "LagFeatures")
+        inputs = numeric_columns(frame, self.columns, self.entity, self.order, "LagFeatures")
         exprs: list[pl.Expr] = []
         for column, lag in itertools.product(inputs, self.lags):
             shifted = _windowed(pl.col(column).cast(pl.Float64).shift(lag), self.entity, self.order)
@@ -157,8 +157,7 @@ class RollingFeatures(SyncFeatureGenerator):
         Raises:
             ValueError: a named column is missing or not numeric.
         """
-        check_keys(frame, self.entity, self.order, "RollingFeatures")
-        inputs = numeric_columns(frame, self.columns, (self.entity, self.order), "RollingFeatures")
+        inputs = numeric_columns(frame, self.columns, self.entity, self.order, "RollingFeatures")
         exprs: list[pl.Expr] = []
         for column, window, stat in itertools.product(inputs, self.windows, self.stats):
             rolled = _rolled(pl.col(column).cast(pl.Float64), stat, window)
@@ -199,8 +198,7 @@ class InteractionFeatures(SyncFeatureGenerator):
         check_columns(self.columns, "InteractionFeatures")
         if not (self.products or self.ratios):
             raise ValueError("InteractionFeatures: products and ratios are both off")
-        if not self.epsilon >= 0:
-            raise ValueError(f"InteractionFeatures: epsilon must be >= 0, got {self.epsilon}")
+        check_number(self.epsilon, "InteractionFeatures: epsilon", field=True)
 
     @override
     def generate(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -209,9 +207,8 @@ class InteractionFeatures(SyncFeatureGenerator):
         Raises:
             ValueError: a named column is missing or not numeric.
         """
-        check_keys(frame, self.entity, self.order, "InteractionFeatures")
         inputs = numeric_columns(
-            frame, self.columns, (self.entity, self.order), "InteractionFeatures"
+            frame, self.columns, self.entity, self.order, "InteractionFeatures"
         )
         exprs: list[pl.Expr] = []
         for left, right in itertools.combinations(inputs, 2):
