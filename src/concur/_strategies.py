@@ -176,6 +176,7 @@ async def _run_concurrently(
     pending = iter(indexes)
     started: set[int] = set()
     failed = False
+    interrupts: list[BaseException] = []
     scope = anyio.CancelScope()
 
     async def worker() -> None:
@@ -184,7 +185,14 @@ async def _run_concurrently(
             if scope.cancel_called:
                 return
             started.add(i)
-            outcome = outcomes[i] = await _settle(actions[i], value, timeout)
+            try:
+                outcome = outcomes[i] = await _settle(actions[i], value, timeout)
+            except _INTERRUPTS as exc:
+                # caught in the task (on asyncio it would escape the event loop), raised
+                # bare by the caller once the other actions are cancelled
+                interrupts.append(exc)
+                scope.cancel()
+                return
             if not outcome.is_ok:
                 failed = True
                 if cancel_on_first_error:
@@ -197,11 +205,13 @@ async def _run_concurrently(
             async with anyio.create_task_group() as group:
                 for _ in range(workers):
                     group.start_soon(worker)
-    except BaseExceptionGroup as group:
+    except BaseExceptionGroup as group:  # pragma: no cover - workers raise cancellations only
         interrupt = _first_interrupt(group)
         if interrupt is not None:
             raise interrupt from None
         raise
+    if interrupts:
+        raise interrupts[0]
     # our own scope absorbed its cancellation; an outside one is raised here
     await anyio.lowlevel.checkpoint_if_cancelled()
     for i in indexes:

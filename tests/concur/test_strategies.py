@@ -375,6 +375,37 @@ async def test_action_with_group_of_failure_and_cancellation_is_an_error() -> No
     assert isinstance(outcomes[0].error, BaseExceptionGroup)
 
 
+@pytest.mark.parametrize(
+    "strategy",
+    [concur.Sequential(), concur.Concurrent(), concur.Pipeline([[0, 1]])],
+    ids=["sequential", "concurrent", "pipeline"],
+)
+async def test_an_interrupt_from_an_action_propagates_bare(strategy: Any) -> None:
+    """SystemExit raised by an action is not an outcome: it propagates, not in a group."""
+
+    async def exit_now(value: object) -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit) as caught:
+        await strategy.run([exit_now, plus_one], 1)
+    assert caught.value.code == 3
+
+
+async def test_each_sync_action_gets_its_own_handoff_of_the_value() -> None:
+    """A polars frame reaches each sync action as its own clone, never the caller's."""
+    pl = pytest.importorskip("polars")
+    frame = pl.DataFrame({"a": [1, 2, 3]})
+
+    def receive(value: Any) -> tuple[int, int]:
+        return id(value), int(value["a"].sum())
+
+    outcomes = await concur.Concurrent().run([receive, receive], frame)
+    ids = {outcome.unwrap()[0] for outcome in outcomes}
+    assert [outcome.unwrap()[1] for outcome in outcomes] == [6, 6]
+    assert id(frame) not in ids
+    assert len(ids) == 2
+
+
 # --- Pipeline -------------------------------------------------------------------------------
 
 
