@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.to_process
 import anyio.to_thread
 
 import concur
@@ -219,7 +220,7 @@ async def b3(backend: str, quick: bool) -> dict[str, Any]:
     return {k: summary(v, 1e6) for k, v in samples.items()}
 
 
-# --- B5: parallel speedup of GIL-releasing jobs ---------------------------------------------
+# --- B5: parallel speedup: GIL-releasing jobs on threads, GIL-holding jobs on processes -----
 
 
 def _gil_releasing_jobs(quick: bool) -> list[Callable[[], object]]:
@@ -278,6 +279,51 @@ async def b5(backend: str, quick: bool) -> dict[str, Any]:
 
     samples = await interleave(
         {"serial": serial, "raw anyio.to_thread": raw_anyio, "concur thread_limit=2": concur_group},
+        rounds=3 if quick else 5,
+    )
+    return {k: summary(v, 1e3) for k, v in samples.items()} | await _b5_processes(quick)
+
+
+async def _b5_processes(quick: bool) -> dict[str, Any]:
+    """B5, GIL-holding: 8 pure-Python jobs, serial vs 2 worker processes.
+
+    concur.ProcessPool(2) against raw ``anyio.to_process.run_sync`` under a limiter of 2
+    (the same worker processes serve both: anyio caches them per event-loop run; the
+    warm-up round starts them). _pure_python is a module-level function, so the workers
+    find it (as __mp_main__._pure_python).
+    """
+    n = 1_000_000 if quick else 3_000_000
+    jobs = 8
+
+    async def serial() -> float:
+        t0 = time.perf_counter()
+        for _ in range(jobs):
+            _pure_python(n)
+        return time.perf_counter() - t0
+
+    async def raw_to_process() -> float:
+        limiter = anyio.CapacityLimiter(2)
+        t0 = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(jobs):
+                tg.start_soon(
+                    functools.partial(anyio.to_process.run_sync, _pure_python, n, limiter=limiter)
+                )
+        return time.perf_counter() - t0
+
+    async def process_pool() -> float:
+        t0 = time.perf_counter()
+        async with concur.ProcessPool(2) as pool, anyio.create_task_group() as tg:
+            for _ in range(jobs):
+                tg.start_soon(pool.run, _pure_python, n)
+        return time.perf_counter() - t0
+
+    samples = await interleave(
+        {
+            "GIL-holding serial": serial,
+            "GIL-holding raw anyio.to_process": raw_to_process,
+            "GIL-holding concur ProcessPool(2)": process_pool,
+        },
         rounds=3 if quick else 5,
     )
     return {k: summary(v, 1e3) for k, v in samples.items()}
@@ -449,7 +495,7 @@ BENCHMARKS = {
     "B1": ("sync call through a thread, µs per call", b1),
     "B2": ("async call, µs per call", b2),
     "B3": ("spawn a task, µs per task (20,000 tasks)", b3),
-    "B5": ("8 GIL-releasing jobs on 2 threads, ms wall", b5),
+    "B5": ("8 GIL-releasing jobs on 2 threads; 8 GIL-holding jobs on 2 processes, ms wall", b5),
     "B6": ("fail-fast with 1,000 sleeping siblings, ms to group exit", b6),
     "B7": ("loop lag p99 while 8 sync jobs run on 2 threads, ms", b7),
     "B9": ("handoff of one argument, µs per call (before the thread hop)", b9),
