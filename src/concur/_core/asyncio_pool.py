@@ -68,25 +68,25 @@ IDLE_SECONDS = 10.0
 
 # The pool's accounting, correct by construction. Let W be the number of workers that are
 # waiting for work (blocked in ``queue.get``, about to call it, or deciding whether to
-# retire after its timeout) and Q the number of jobs in the queue. Under ``lock``:
+# retire after its timeout) and Q the number of items in the queue. Under ``lock``:
 #
 #     idle == W - Q >= 0
 #
-# - submit: if ``idle > 0`` a waiting worker is free to take this job: ``idle -= 1`` and
-#   the job is queued (Q + 1). Otherwise a new thread is started for it (W + 1) and the job
+# - submit: if ``idle > 0`` a waiting worker is free to take this item: ``idle -= 1`` and
+#   the item is queued (Q + 1). Otherwise a new thread is started for it (W + 1) and the item
 #   queued (Q + 1): idle is unchanged. Both happen under the lock, so two submits in one
 #   loop iteration never count the same free worker twice (the first wave's bug 1).
-# - a worker takes a job: W - 1 and Q - 1 at once, idle unchanged; it needs no lock.
-# - a worker has finished a job: W + 1, so ``idle += 1`` (before the caller is told, so a
+# - a worker takes a item: W - 1 and Q - 1 at once, idle unchanged; it needs no lock.
+# - a worker has finished a item: W + 1, so ``idle += 1`` (before the caller is told, so a
 #   call made in reaction to the result finds this worker free).
 # - a worker's wait times out: it retires only if ``idle > 0`` (then W - 1: W >= Q still);
-#   with ``idle == 0`` every waiting worker, itself included, is owed to a queued job, so
-#   it waits again instead (the first wave's bug 2: it retired with a job queued).
+#   with ``idle == 0`` every waiting worker, itself included, is owed to a queued item, so
+#   it waits again instead (the first wave's bug 2: it retired with a item queued).
 #
-# Since W >= Q always holds and a waiting worker only ever leaves W by taking a job or by
-# retiring while W > Q, every queued job is taken by some worker: no call is lost, and no
+# Since W >= Q always holds and a waiting worker only ever leaves W by taking a item or by
+# retiring while W > Q, every queued item is taken by some worker: no call is lost, and no
 # call waits while a thread the limiter allows could run it. Stop markers (``None``) are
-# queued only by ``shutdown``, after the loop's run has ended and no job can be submitted.
+# queued only by ``shutdown``, after the loop's run has ended and no item can be submitted.
 
 
 @final
@@ -97,13 +97,13 @@ class _Pool:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
-        self.idle = 0  # W - Q: waiting workers not owed to a queued job (see above)
+        self.idle = 0  # W - Q: waiting workers not owed to a queued item (see above)
         self.serial = 0
         self.threads: set[threading.Thread] = set()
 
-    def submit(self, job: _Job) -> None:
+    def submit(self, item: _Item) -> None:
         with self.lock:
             if self.idle > 0:
                 self.idle -= 1
@@ -114,7 +114,7 @@ class _Pool:
                 )
                 thread.start()  # raises before anything is counted or queued
                 self.threads.add(thread)
-            self.queue.put(job)
+            self.queue.put(item)
 
     def shutdown(self, *_: object) -> None:
         """End every idle worker; the loop is finishing.
@@ -131,7 +131,7 @@ class _Pool:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _wait_for_work(self) -> _Job | None:
+    def _wait_for_work(self) -> _Item | None:
         while True:
             try:
                 return self.queue.get(timeout=IDLE_SECONDS)
@@ -140,32 +140,32 @@ class _Pool:
                     if self.idle > 0:
                         self.idle -= 1
                         return None
-                # idle == 0: a job is queued (or about to be) that counts on this worker
+                # idle == 0: a item is queued (or about to be) that counts on this worker
 
     def _serve(self) -> None:
         loop = self.loop
         try:
             with claim_worker_thread(AsyncIOBackend, loop):
                 while True:
-                    job = self._wait_for_work()
-                    if job is None:
+                    item = self._wait_for_work()
+                    if item is None:
                         return
-                    job.run_in_worker()
+                    item.run_in_worker()
                     with self.lock:
                         self.idle += 1
                     try:
-                        loop.call_soon_threadsafe(job.finish)
+                        loop.call_soon_threadsafe(item.finish)
                     except RuntimeError:  # the loop is closed: nobody is waiting
                         if not loop.is_closed():
                             raise
-                    del job
+                    del item
         finally:
             with self.lock:
                 self.threads.discard(threading.current_thread())
 
 
 @final
-class _Job:
+class _Item:
     """One thread call on the pool: what to run, and how its caller learns the outcome."""
 
     __slots__ = (
@@ -266,34 +266,36 @@ async def run_in_pool(
     task = asyncio.current_task()
     state = _task_states.get(task) if task is not None else None
     scope = state.cancel_scope if state is not None else None
-    job = _Job(call.run, limiter, loop.create_future(), scope)
-    await take_token(limiter, job, call.discard, AsyncIOBackend.checkpoint_if_cancelled)
-    with give_back_on_error(limiter, job, call.discard):
-        _pool().submit(job)
+    item = _Item(call.run, limiter, loop.create_future(), scope)
+    await take_token(limiter, item, call.discard, AsyncIOBackend.checkpoint_if_cancelled)
+    with give_back_on_error(limiter, item, call.discard):
+        _pool().submit(item)
     try:
-        result = await job.future
+        result = await item.future
     except BaseException:
-        if job.finished:
-            limiter.release_on_behalf_of(job)
+        if item.finished:
+            limiter.release_on_behalf_of(item)
         elif abandon_on_cancel:
-            job.abandoned = True  # finish() releases the token when the thread ends
-            _interrupt_until_finished(job, call, loop)
+            item.abandoned = True  # finish() releases the token when the thread ends
+            _interrupt_until_finished(item, call, loop)
         else:
-            await _wait_shielded(job, call)
-            limiter.release_on_behalf_of(job)
-            error, job.error, job.result = job.error, None, None
+            await _wait_shielded(item, call)
+            limiter.release_on_behalf_of(item)
+            error, item.error, item.result = item.error, None, None
             if error is not None:
                 if not call.interrupted:  # the thread's own failure (or check_cancelled's)
                     raise error from None
-                logger().debug("interrupted thread call %r failed", job.fn, exc_info=error)
+                logger().debug("interrupted thread call %r failed", item.fn, exc_info=error)
         raise
-    limiter.release_on_behalf_of(job)
+    limiter.release_on_behalf_of(item)
     return result
 
 
-def _interrupt_until_finished(job: _Job, call: ThreadCall, loop: asyncio.AbstractEventLoop) -> None:
+def _interrupt_until_finished(
+    item: _Item, call: ThreadCall, loop: asyncio.AbstractEventLoop
+) -> None:
     def again() -> None:
-        if not job.finished:
+        if not item.finished:
             call.interrupt()
             loop.call_later(INTERRUPT_EVERY, again)
 
@@ -305,12 +307,12 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-async def _wait_shielded(job: _Job, call: ThreadCall) -> None:
+async def _wait_shielded(item: _Item, call: ThreadCall) -> None:
     loop = asyncio.get_running_loop()
     with CancelScope(shield=True):
-        while not job.finished:
+        while not item.finished:
             call.interrupt()
-            waiter = job.waiter = loop.create_future()
+            waiter = item.waiter = loop.create_future()
             timer = loop.call_later(INTERRUPT_EVERY, _wake, waiter)
             try:
                 await waiter

@@ -162,12 +162,12 @@ async def run_in_thread(
     policy: Policy,
     abandon_on_cancel: bool,
 ) -> T:
-    job = prepare_thread_call(fn, args, policy)
-    return cast(T, await run_thread_call(job, limiter, abandon_on_cancel))
+    thread_call = prepare_thread_call(fn, args, policy)
+    return cast(T, await run_thread_call(thread_call, limiter, abandon_on_cancel))
 
 
 async def run_thread_call(
-    job: ThreadCall, limiter: anyio.CapacityLimiter, abandon_on_cancel: bool
+    thread_call: ThreadCall, limiter: anyio.CapacityLimiter, abandon_on_cancel: bool
 ) -> Any:
     """Run a prepared thread call under *limiter*, with concur's cancellation semantics.
 
@@ -180,27 +180,30 @@ async def run_thread_call(
     except KeyError:
         fast = _fast_path(backend)
     if fast is not None and backend == "asyncio":
-        return await fast.run_in_pool(job, limiter, abandon_on_cancel)
+        return await fast.run_in_pool(thread_call, limiter, abandon_on_cancel)
     if fast is not None and backend == "trio":
         _trio = fast
         if not abandon_on_cancel:  # trio's own wait, watched for interrupts
             try:
-                return await _trio.run_in_thread(job.run, limiter, False, job)
+                return await _trio.run_in_thread(thread_call.run, limiter, False, thread_call)
             finally:
-                if job.state == PENDING:
-                    job.discard()
+                if thread_call.state == PENDING:
+                    thread_call.discard()
         # trio keeps the token of an abandoned thread until the thread ends: the cap holds
         return await observed(
-            job, True, None, lambda: _trio.run_in_thread(job.run_abandonable, limiter, True, job)
+            thread_call,
+            True,
+            None,
+            lambda: _trio.run_in_thread(thread_call.run_abandonable, limiter, True, thread_call),
         )
     # anyio's path: concur holds its own token, and anyio gets an unlimited limiter, since
     # anyio on asyncio would give the token back as soon as the caller is cancelled
     return await observed(
-        job,
+        thread_call,
         abandon_on_cancel,
         limiter,
         lambda: anyio.to_thread.run_sync(
-            job.run_abandonable, abandon_on_cancel=True, limiter=unlimited()
+            thread_call.run_abandonable, abandon_on_cancel=True, limiter=unlimited()
         ),
     )
 

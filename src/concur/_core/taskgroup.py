@@ -225,7 +225,7 @@ class TaskGroup(anyio.abc.TaskGroup):
         tg = self._active()
         timeout = self._spawn_timeout
         coro: Coroutine[Any, Any, Any]
-        job: ThreadCall | None = None
+        thread_call: ThreadCall | None = None
         if _is_coroutine(fn):
             if args:
                 fn.close()
@@ -245,11 +245,11 @@ class TaskGroup(anyio.abc.TaskGroup):
             check_function(fn, "spawn", fix="tg.spawn")
             settings = cast(Settings, self._settings)
             # handed off now, so that a handoff warning points at the spawn() line
-            job = prepare_thread_call(cast("Callable[..., T]", fn), args, settings.handoff)
-            coro = _thread_task(job, settings, timeout)
+            thread_call = prepare_thread_call(cast("Callable[..., T]", fn), args, settings.handoff)
+            coro = _thread_task(thread_call, settings, timeout)
         task_name = self._task_name(fn, name)
         if task_name is None:
-            if job is not None:  # a sync function: named after it, as anyio names tasks
+            if thread_call is not None:  # a sync function: named after it, as anyio names tasks
                 module = getattr(fn, "__module__", None)
                 task_name = ".".join(part for part in (module, fn_name(fn)) if part)
             else:  # after the user's coroutine (anyio would name it after the guard)
@@ -259,8 +259,8 @@ class TaskGroup(anyio.abc.TaskGroup):
             return tg.create_task(guarded, name=task_name, context=self._context())
         except BaseException:
             coro.close()  # anyio closed the guard, which never started: close this too
-            if job is not None:
-                job.discard()  # and run the handoff cleanups the thread call owed
+            if thread_call is not None:
+                thread_call.discard()  # and run the handoff cleanups the thread call owed
             raise
 
     def create_task(
@@ -372,5 +372,5 @@ async def _await(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
-async def _thread_task(job: ThreadCall, settings: Settings, timeout: float | None) -> Any:
-    return await bounded(timeout, run_thread_call, job, settings.current_limiter(), False)
+async def _thread_task(thread_call: ThreadCall, settings: Settings, timeout: float | None) -> Any:
+    return await bounded(timeout, run_thread_call, thread_call, settings.current_limiter(), False)

@@ -309,53 +309,53 @@ def interrupt_with(hook: Callable[[], object]) -> Generator[None]:
 
 
 async def observed(
-    job: ThreadCall,
+    thread_call: ThreadCall,
     abandon_on_cancel: bool,
     own_limiter: anyio.CapacityLimiter | None,
     start: Callable[[], Awaitable[Any]],
 ) -> Any:
-    """Run *job* through *start*, which abandons the thread when the caller is cancelled.
+    """Run *thread_call* through *start*, which abandons the thread when the caller is cancelled.
 
     Then, with the thread still running: ``abandon_on_cancel=True`` interrupts it (now, and
     every ``INTERRUPT_EVERY`` seconds in the background) and leaves; ``False`` interrupts
     it the same way while waiting, shielded, until the thread function has returned.
     """
-    job.lock = threading.Lock()
-    job.token = anyio.lowlevel.current_token()
+    thread_call.lock = threading.Lock()
+    thread_call.token = anyio.lowlevel.current_token()
     if own_limiter is not None:
-        await take_token(own_limiter, job, job.discard)  # cancelled: fn never runs
-        job.limiter = own_limiter
+        await take_token(own_limiter, thread_call, thread_call.discard)  # cancelled: fn never runs
+        thread_call.limiter = own_limiter
     try:
         result = await start()
     except BaseException:
-        job.waiting = not abandon_on_cancel
-        state = job.abandon()
+        thread_call.waiting = not abandon_on_cancel
+        state = thread_call.abandon()
         if state != RUNNING:
             if own_limiter is not None:
-                own_limiter.release_on_behalf_of(job)
+                own_limiter.release_on_behalf_of(thread_call)
             raise
         # the thread runs on, and releases concur's own token (if any) when it ends
         if abandon_on_cancel:
-            interrupt_in_background(job)
+            interrupt_in_background(thread_call)
             raise
-        await job.wait_interrupting()
-        error = job.outcome_discarded()
+        await thread_call.wait_interrupting()
+        error = thread_call.outcome_discarded()
         if error is not None:  # the thread's own failure (or check_cancelled's) wins
             raise error from None
         raise
     if own_limiter is not None:
-        own_limiter.release_on_behalf_of(job)
+        own_limiter.release_on_behalf_of(thread_call)
     if not abandon_on_cancel:
         # a caller cancelled as its thread returned gets the cancellation now
         await anyio.lowlevel.checkpoint_if_cancelled()
     return result
 
 
-def interrupt_in_background(job: ThreadCall) -> None:
+def interrupt_in_background(thread_call: ThreadCall) -> None:
     """Interrupt an abandoned call now and every ``INTERRUPT_EVERY`` seconds until its
     thread has returned, from the event loop, without anyone waiting."""
-    job.interrupt()
-    ended = job.ended
+    thread_call.interrupt()
+    ended = thread_call.ended
     if ended is None:  # pragma: no cover - abandon() made it
         return
     backend = current_async_library()
@@ -366,7 +366,7 @@ def interrupt_in_background(job: ThreadCall) -> None:
 
         def again() -> None:
             if not ended.is_set():
-                job.interrupt()
+                thread_call.interrupt()
                 loop.call_later(INTERRUPT_EVERY, again)
 
         loop.call_later(INTERRUPT_EVERY, again)
@@ -378,9 +378,9 @@ def interrupt_in_background(job: ThreadCall) -> None:
                 with trio.move_on_after(INTERRUPT_EVERY):
                     await ended.wait()
                 if not ended.is_set():
-                    job.interrupt()
+                    thread_call.interrupt()
 
-        trio.lowlevel.spawn_system_task(rounds, name=f"concur interrupts {fn_name(job.fn)}")
+        trio.lowlevel.spawn_system_task(rounds, name=f"concur interrupts {fn_name(thread_call.fn)}")
 
 
 def check_cancelled() -> None:
