@@ -7,7 +7,6 @@ import contextlib
 import inspect
 import logging
 import math
-import random
 import threading
 import warnings
 from collections.abc import Iterator
@@ -578,29 +577,3 @@ def test_a_coroutine_object_is_refused_and_closed() -> None:
         with pytest.raises(TypeError, match="coroutine object"):
             decorator(coro)  # type: ignore[arg-type]
         assert coro.cr_frame is None
-
-
-def test_retry_draws_its_jitter_from_random() -> None:
-    """The jitter comes from the random module (a seeded run repeats its pauses)."""
-    records: list[float] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(float(record.args[1]))  # type: ignore[method-assign, index, arg-type]
-    logger = logging.getLogger("concur")
-    logger.addHandler(handler)
-    old = logger.level
-    logger.setLevel(logging.DEBUG)
-    try:
-
-        @concur.retry(attempts=3, delay=1e-6, jitter=1.0)
-        def always() -> None:
-            raise Flaky
-
-        for _ in range(2):
-            random.seed(12)
-            with pytest.raises(Flaky):
-                always()
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
-    assert len(records) == 4
-    assert records[:2] == records[2:]
