@@ -381,7 +381,10 @@ def limit(
             return shared
 
     else:
-        total = check_int(n_or_limiter, "n_or_limiter")
+        try:
+            total = check_int(n_or_limiter, "n_or_limiter")
+        except TypeError as exc:
+            raise TypeError(f"{exc}; or pass an anyio.CapacityLimiter to share") from None
         per_run: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
             "concur.limit"
         )
