@@ -29,7 +29,8 @@ exclude_patterns = ["_build", "examples"]
 nitpick_ignore_regex = [
     (r"py:.*", r"(anyio|trio|polars|pl|duckdb|pyarrow|pa|attrs|httpx|rich)(\..*)?"),
     (r"py:.*", r"(concur|components)\._.*"),
-    (r"py:.*", r"(T|R|Ts|P|T_co|Item|Policy|Outcome|Rule|Cleanup|PosArgsT)"),
+    (r"py:.*", r"(T|R|Ts|P|T_co|Item|Policy|Outcome|Rule|Cleanup|PosArgsT|PerRunLimiter)"),
+    (r"py:mod", r"multiprocessing"),
     (r"py:.*", r"~?(P|T)|_asyncio\.Future"),  # a ParamSpec as rendered; asyncio.Future's home
     (r"py:.*", r"(typing|collections\.abc|contextvars|types|concurrent\.futures|asyncio)\..*"),
     (r"py:.*", r"(Awaitable|Callable|Coroutine|AsyncIterable|AsyncIterator|Iterable|Iterator)"),

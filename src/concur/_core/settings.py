@@ -80,7 +80,15 @@ class PerRunLimiter:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
-    """The ambient settings in force for component calls in the current context."""
+    """The ambient settings in force for component calls in the current context.
+
+    Attributes:
+        limiter: the limiter an enclosing :class:`scope` or TaskGroup set, else ``None``
+            (a ``scope(thread_limit=N)`` entered outside an event loop sets a per-run
+            limiter: :meth:`current_limiter` gives the running loop's own).
+        handoff: the handoff policy.
+        timeout: the per-call timeout in seconds, or ``None``.
+    """
 
     limiter: anyio.CapacityLimiter | PerRunLimiter | None = None
     handoff: Policy = "warn"
