@@ -255,21 +255,35 @@ async def _serve(
         counters = Counters()
         server = Server(counters, [sock.getsockname()[1] for sock in sockets])
         connections = _Connections(handler, counters, max_frame, max_connections, ssl_context)
+        accepting = anyio.CancelScope()
+        accepted_all = anyio.Event()
+        handlers_done = anyio.Event()
+
+        async def run_handlers(
+            *, task_status: anyio.abc.TaskStatus[anyio.abc.TaskGroup] = anyio.TASK_STATUS_IGNORED
+        ) -> None:
+            # Shielded: a cancellation of the block must not reach the handlers before
+            # their grace period; the shutdown below cancels them itself.
+            try:
+                with anyio.CancelScope(shield=True):
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(accept_all, tg)
+                        task_status.started(tg)
+            finally:
+                handlers_done.set()
+
+        async def accept_all(tg: anyio.abc.TaskGroup) -> None:
+            try:
+                with accepting:
+                    async with anyio.create_task_group() as accept_tg:
+                        for sock in sockets:
+                            accept_tg.start_soon(connections.accept_loop, sock, tg)
+            finally:
+                accepted_all.set()
+
         try:
-            async with anyio.create_task_group() as tg:
-                accepting = anyio.CancelScope()
-                accepted_all = anyio.Event()
-
-                async def accept_all() -> None:
-                    try:
-                        with accepting:
-                            async with anyio.create_task_group() as accept_tg:
-                                for sock in sockets:
-                                    accept_tg.start_soon(connections.accept_loop, sock, tg)
-                    finally:
-                        accepted_all.set()
-
-                tg.start_soon(accept_all)
+            async with anyio.create_task_group() as outer:
+                handlers = await outer.start(run_handlers)
                 try:
                     yield server
                 finally:
@@ -279,7 +293,8 @@ async def _serve(
                         await listener.aclose()  # later clients are refused
                         with anyio.move_on_after(grace):
                             await connections.wait_idle()
-                        tg.cancel_scope.cancel()
+                        handlers.cancel_scope.cancel()
+                        await handlers_done.wait()
         except BaseExceptionGroup as group:
             raise concur.collapse(group) from None
     finally:
