@@ -292,6 +292,16 @@ async def wait_future(future: AnyFuture[T], /) -> T:
     )
 
 
+def _settled_result(future: asyncio.Future[T] | concurrent.futures.Future[T]) -> T:
+    """The result of a finished *future*; its exception, or ``FutureCancelled``, raised."""
+    if future.cancelled():
+        raise _cancelled_error()
+    exc = future.exception()
+    if exc is not None:
+        raise exc
+    return future.result()
+
+
 def _cancelled_error() -> anyio.FutureCancelled:
     return anyio.FutureCancelled("the future was cancelled by someone else")
 
@@ -332,12 +342,7 @@ async def _wait_concurrent(future: concurrent.futures.Future[T]) -> T:
             raise
     else:
         await anyio.lowlevel.checkpoint()
-    if future.cancelled():
-        raise _cancelled_error()
-    exc = future.exception()
-    if exc is not None:
-        raise exc
-    return future.result()
+    return _settled_result(future)
 
 
 async def _wait_asyncio(future: asyncio.Future[T]) -> T:
@@ -382,9 +387,4 @@ async def _wait_asyncio(future: asyncio.Future[T]) -> T:
                 raise
     else:
         await anyio.lowlevel.checkpoint()
-    if future.cancelled():
-        raise _cancelled_error()
-    exc = future.exception()
-    if exc is not None:
-        raise exc
-    return future.result()
+    return _settled_result(future)
