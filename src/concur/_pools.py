@@ -139,7 +139,7 @@ class _Pool:
 
     def _check_call(self, fn: object) -> anyio.CapacityLimiter:
         where = f"{self._kind}.run"
-        check_function(fn, where, fix=where)
+        check_function(fn, where, fix="pool.run")
         if is_async_callable(fn):
             raise TypeError(
                 f"{where}() runs sync functions; {fn_name(fn)} is an async function: "
@@ -176,8 +176,8 @@ class ThreadPool(_Pool):
     ``await pool.run(fn, *args)`` is :func:`concur.to_thread` under the pool's own
     ``anyio.CapacityLimiter(max_workers)``: a hard cap (a token is held until the thread
     has returned, even when its caller was cancelled), and the arguments handed off by the
-    ambient policy. The threads are anyio's worker threads: an idle one is kept for reuse
-    and is not a leak.
+    ambient policy. The threads are those of :func:`concur.to_thread`: an idle one is kept
+    for reuse and is not a leak.
 
     Args:
         max_workers: the most calls running at once, at least 1.
@@ -244,7 +244,10 @@ def _importing_main() -> bool:
 
 
 def _describe(value: object) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the pickling error
+        text = "<unrepresentable>"
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{type(value).__name__} {text}"

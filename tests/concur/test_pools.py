@@ -263,7 +263,8 @@ async def test_check_cancelled_in_a_worker_process_returns_none() -> None:
         assert await pool.run(check_cancelled_result) is None
 
 
-def test_process_pool_says_the_main_guard_is_missing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_process_pool_says_the_main_guard_is_missing(tmp_path: Path, backend: str) -> None:
     """A script that starts a pool without the __main__ guard gets an error saying so."""
     script = tmp_path / "unguarded.py"
     script.write_text(
@@ -277,9 +278,9 @@ def test_process_pool_says_the_main_guard_is_missing(tmp_path: Path) -> None:
                 async with concur.ProcessPool(1) as pool:
                     await pool.run(square, 2)
 
-            anyio.run(main)
+            anyio.run(main, backend={backend!r})
             """
-        )
+        ).format(backend=backend)
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
     result = subprocess.run(
