@@ -447,7 +447,7 @@ async def b9(backend: str, quick: bool) -> dict[str, Any]:
     import duckdb
     import polars as pl
 
-    from concur._core import handoff as _handoff  # the step to_thread runs before the hop, measured alone
+    handed = concur.handoff.handed  # the step to_thread runs before the hop, measured alone
 
     n = 2_000 if quick else 20_000
     con = duckdb.connect()
@@ -456,8 +456,8 @@ async def b9(backend: str, quick: bool) -> dict[str, Any]:
         async def sample() -> float:
             t0 = time.perf_counter()
             for _ in range(n):
-                _fn, _args, cleanups, _hooks = _handoff.hand_args(_trivial, args, "warn")
-                _handoff.run_cleanups(cleanups)
+                with handed(*args, policy="warn"):
+                    pass
             return (time.perf_counter() - t0) / n
 
         return sample

@@ -26,10 +26,13 @@ Before a sync call runs in a worker thread (:func:`concur.to_thread`, :func:`con
 
 Arguments of async calls stay on the event loop and are never touched. Rules for polars,
 DuckDB and pyarrow are installed only once such a value is handed off, so importing concur
-imports none of them. Register rules of your own with :func:`register`.
+imports none of them. Register rules of your own with :func:`register`; hand values off
+yourself, for a helper that passes them to a thread or an executor of its own, with
+:class:`handed`.
 """
 
 from ._core.handoff import Policy as Policy
+from ._core.handoff import handed as handed
 from ._core.handoff import register as register
 
-__all__ = ("Policy", "register")
+__all__ = ("Policy", "handed", "register")

@@ -592,3 +592,30 @@ async def test_a_spawn_into_a_finished_group_runs_its_cleanups() -> None:
         tg.spawn(identity, Resource())
     assert events[0] == "open"
     assert events[1].startswith("close")
+
+
+# --- concur.handoff.handed: the handoff for helpers of your own --------------------------------
+
+
+def test_handed_gives_clones_and_cursors_and_closes_cursors_on_leaving() -> None:
+    frame = pl.DataFrame({"a": [1, 2, 3]})
+    con = duckdb.connect()
+    try:
+        with concur.handoff.handed(frame, con, 5, policy="strict") as (f, cur, five):
+            assert f is not frame  # a clone
+            assert f.equals(frame)
+            assert cur is not con
+            assert cur.execute("select 41 + 1").fetchall() == [(42,)]
+            assert five == 5
+        with pytest.raises(duckdb.ConnectionException):  # the cursor was closed
+            cur.execute("select 1")
+        assert con.execute("select 1").fetchall() == [(1,)]  # the connection was not
+    finally:
+        con.close()
+
+
+def test_handed_uses_the_ambient_policy_and_checks_its_own() -> None:
+    with concur.scope(handoff="strict"), pytest.raises(concur.UnsafeHandoffError):
+        concur.handoff.handed([1, 2])
+    with pytest.raises(ValueError, match="policy must be"):
+        concur.handoff.handed(1, policy="loose")  # type: ignore[arg-type]

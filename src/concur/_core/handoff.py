@@ -22,12 +22,13 @@ import types
 import warnings
 from collections.abc import Callable, Generator, Iterator
 from functools import partial
-from typing import Any, Literal, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar, final
 
 from .errors import UnsafeHandoffError, UnsafeHandoffWarning
 
 __all__ = [
     "Policy",
+    "handed",
     "register",
 ]
 
@@ -342,6 +343,43 @@ def hand_args(
         run_cleanups(cleanups)
         raise
     return fn, args, cleanups, hooks
+
+
+@final
+class handed:
+    """Hand *args* off now, as a thread call does, for code that passes them on itself.
+
+    For a helper of your own that runs a sync function elsewhere (an executor, a thread of
+    its own): ``with concur.handoff.handed(frame, con) as (frame, cur):`` gives the values
+    to pass (a polars frame's clone, a DuckDB connection's fresh cursor, ...); leaving the
+    block runs their cleanups (the cursor is closed), whatever the outcome. *policy*
+    defaults to the ambient one (see :func:`concur.scope`); under ``"warn"`` an unknown
+    value passes as it is, with a warning.
+
+    Raises:
+        UnsafeHandoffError: a value is refused by the ``"strict"`` policy.
+    """
+
+    __slots__ = ("_cleanups", "args")
+
+    def __init__(self, *args: Any, policy: Policy | None = None) -> None:
+        if policy is None:
+            from .settings import settings_var  # settings imports this module
+
+            policy = settings_var.get().handoff
+        elif policy not in POLICIES:
+            raise ValueError(f'policy must be "warn", "strict" or "off", got {policy!r}')
+        _fn, self.args, self._cleanups, _hooks = hand_args(_no_fn, args, policy)
+
+    def __enter__(self) -> tuple[Any, ...]:
+        return self.args
+
+    def __exit__(self, *exc_info: object) -> None:
+        run_cleanups(self._cleanups)
+
+
+def _no_fn() -> None:  # pragma: no cover - never called: hand_args needs a callable
+    pass
 
 
 def run_cleanups(cleanups: list[Cleanup]) -> None:
