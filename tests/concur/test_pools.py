@@ -11,9 +11,8 @@ import threading
 from pathlib import Path
 
 import anyio
-import anyio.lowlevel
 import pytest
-from pool_helpers import check_cancelled_result, fail, mark_and_sleep, pid, square
+from pool_helpers import check_cancelled_result, fail, mark_and_sleep, pair, pid, square
 
 import concur
 from concur._pools import Executor
@@ -101,6 +100,24 @@ async def test_thread_pool_cancelled_call_waits_for_its_thread() -> None:
         assert pool.statistics() == concur.PoolStatistics(1, 0, 0, 0)  # cancelled: neither
 
 
+async def test_thread_pool_call_cancelled_while_waiting_never_runs() -> None:
+    """A call cancelled while it waits for a free worker never runs."""
+    gate = threading.Event()
+    ran: list[str] = []
+    async with concur.ThreadPool(1) as pool, anyio.create_task_group() as tg:
+        tg.start_soon(pool.run, gate.wait, 10)
+        while pool.statistics().running < 1:
+            await anyio.sleep(0.005)
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as waiting:
+                waiting.start_soon(pool.run, ran.append, "ran")
+                await anyio.wait_all_tasks_blocked()
+                scope.cancel()
+        gate.set()
+    assert ran == []
+    assert pool.statistics() == concur.PoolStatistics(1, 0, 1, 0)
+
+
 async def test_thread_pool_hands_arguments_off() -> None:
     """The ambient handoff policy applies to the arguments (strict refuses a list)."""
     async with concur.ThreadPool(1) as pool:
@@ -138,7 +155,7 @@ async def test_thread_pool_refuses_bad_input_and_misuse() -> None:
     with pytest.raises(ValueError, match="max_workers"):
         concur.ThreadPool(0)
     with pytest.raises(TypeError, match="max_workers"):
-        concur.ThreadPool(True)  # type: ignore[arg-type]
+        concur.ThreadPool(True)
     pool = concur.ThreadPool(1)
     with pytest.raises(RuntimeError, match="async with"):
         await pool.run(square, 2)
@@ -148,7 +165,7 @@ async def test_thread_pool_refuses_bad_input_and_misuse() -> None:
 
     async with pool:
         with pytest.raises(TypeError, match="async function"):
-            await pool.run(coro_fn)
+            await pool.run(coro_fn)  # type: ignore[unused-coroutine]
         with pytest.raises(TypeError, match="coroutine object"):
             await pool.run(coro_fn())  # type: ignore[arg-type]  # closed: no warning
         with pytest.raises(TypeError, match="callable"):
@@ -187,9 +204,9 @@ async def test_process_pool_refuses_what_cannot_be_pickled_before_sending() -> N
             with pytest.raises(TypeError, match=r"fn \(function .*lambda.*top level"):
                 await pool.run(lambda: 1)
             with pytest.raises(TypeError, match=r"argument 1 \(lock"):
-                await pool.run(square, 1, threading.Lock())  # type: ignore[call-arg]
+                await pool.run(pair, 1, threading.Lock())
             with pytest.raises(TypeError, match="async function"):
-                await pool.run(anyio.sleep, 1)
+                await pool.run(anyio.sleep, 1)  # type: ignore[unused-coroutine]
         assert pool.statistics() == concur.PoolStatistics(1, 0, 0, 0)
 
 
