@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 __all__ = [
+    "Validator",
     "as_ints",
     "as_names",
     "as_tuple",
