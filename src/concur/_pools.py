@@ -85,6 +85,12 @@ class _State(enum.Enum):
 class _Pool:
     """What both pools share: the cap, the lifecycle and the counts."""
 
+    # Invariant (all of it touched only from the event loop's thread, with no await between
+    # a check and its update): _in_flight is the number of run() calls past their checks
+    # and not yet returned; once _state is CLOSED no call passes the checks, so _in_flight
+    # only falls, and _idle (made by __aexit__ when calls are in flight) is set when it
+    # reaches 0. _limiter's borrowed tokens are the calls holding a worker now.
+
     _kind = "pool"
 
     def __init__(self, max_workers: int) -> None:

@@ -440,5 +440,9 @@ class _Hold:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if not self._entered:
+            raise RuntimeError(
+                "this hold() was not entered: use it as async with limiter.hold(key)"
+            )
         self._entered = False
         self._limiter._release(self._key)  # pyright: ignore[reportPrivateUsage]
