@@ -25,6 +25,7 @@ Everything else is anyio's: :class:`anyio.EndOfStream` at the end of input,
 
 from __future__ import annotations
 
+from ._jsonl_router import Router as Router
 from ._jsonl_server import Server as Server
 from ._jsonl_server import ServerStatistics as ServerStatistics
 from ._jsonl_server import serve as serve
@@ -37,6 +38,7 @@ __all__ = (
     "BadFrame",
     "FrameTooLarge",
     "JsonLinesStream",
+    "Router",
     "Server",
     "ServerStatistics",
     "connect",
