@@ -210,6 +210,8 @@ class WorkerPool:
                 raise outcome
             return None
         finally:
+            for job in list(self._active):  # only if a task never ran a step (defensive)
+                self._ended(job)
             self._exited = True
             self._notify()
             for job in list(self._unretrieved):
