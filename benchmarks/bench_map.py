@@ -7,6 +7,11 @@ most real jobs do), at limit=100, every variant once per round, rounds interleav
 rotating order; figures are jobs/s (min/median/max over the rounds) and the peak RSS
 growth during a sample. Then
 ``concur.amap`` over 10k, 100k and 1,000,000 items shows that its memory is flat.
+
+``--versus REV`` measures B4 of this tree's ``map_async`` and ``amap`` against the map
+engine of git revision *REV* (its ``src/concur/_map.py``, loaded beside this tree's under
+another name, so it must be a one-file engine over this tree's ``concur._core``), rounds
+interleaved, ``--rounds`` of them (default 15): an A/B test of a change to the engine.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import importlib.util
 import statistics
 import subprocess
 import sys
@@ -357,17 +363,114 @@ async def main_async(backend: str, quick: bool) -> None:
     report_memory(backend, flat)
 
 
+# --- A/B: this tree's map engine against a git revision's -----------------------------------
+
+
+def engine_at(rev: str) -> Any:
+    """The module ``src/concur/_map.py`` of git revision *rev*, loaded as a sibling of
+    this tree's modules (``concur._map_at_rev``), so that its relative imports resolve."""
+    text = subprocess.run(
+        ["git", "show", f"{rev}:src/concur/_map.py"], check=True, capture_output=True, text=True
+    ).stdout
+    name = "concur._map_at_rev"
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "concur"
+    sys.modules[name] = module
+    exec(compile(text, f"{rev}:src/concur/_map.py", "exec"), module.__dict__)
+    return module
+
+
+def _list_map(engine: Any, job: Any, n: int) -> Callable[[], Awaitable[Any]]:
+    async def run() -> Any:
+        return await engine.map_async(job, range(n), limit=LIMIT)
+
+    return run
+
+
+def _stream_map(engine: Any, job: Any, n: int) -> Callable[[], Awaitable[Any]]:
+    async def run() -> Any:
+        out = []
+        async with engine.amap(job, range(n), limit=LIMIT) as results:
+            async for r in results:
+                out.append(r)
+        return out
+
+    return run
+
+
+def _cpu_timed(fn: Callable[[], Awaitable[Any]], n: int, wall: list[float]) -> Sample:
+    """A sample of *fn*: the CPU time of the event loop's thread (what other processes on
+    a busy machine disturb least), its wall time appended to *wall*."""
+
+    async def sample() -> float:
+        started, cpu = time.perf_counter(), time.thread_time()
+        result = await fn()
+        cpu = time.thread_time() - cpu
+        wall.append(time.perf_counter() - started)
+        assert len(result) == n
+        return cpu
+
+    return sample
+
+
+async def versus(backend: str, rev: str, rounds: int) -> None:
+    """B4's map_async and amap, this tree against *rev*: wall time and the loop thread's
+    CPU time, medians over the rounds and the median of the per-round ratios."""
+    old = engine_at(rev)
+    for n, wait in ((20_000, 0.0), (10_000, 0.001)):
+        job = _job_for(backend, wait)
+        contenders = {
+            "map_async (this tree)": _list_map(concur, job, n),
+            f"map_async ({rev})": _list_map(old, job, n),
+            "amap (this tree)": _stream_map(concur, job, n),
+            f"amap ({rev})": _stream_map(old, job, n),
+        }
+        walls: dict[str, list[float]] = {name: [] for name in contenders}
+        cpus = await interleave(
+            {name: _cpu_timed(fn, n, walls[name]) for name, fn in contenders.items()}, rounds
+        )
+        for name in walls:
+            del walls[name][0]  # the warm-up run
+        what = "jobs that only yield" if not wait else f"jobs that wait {wait * 1e3:g} ms"
+        print(f"\n[{backend}] {n:,} {what}, limit={LIMIT}, {rounds} rounds")
+        print(f"  {'':<26} {'wall jobs/s: median':>20} {'(min / max)':>21}   {'CPU us/job':>10}")
+        for name, times in walls.items():
+            print(
+                f"  {name:<26} {n / statistics.median(times):>20,.0f}"
+                f"  ({n / max(times):>8,.0f} / {n / min(times):>8,.0f})"
+                f"   {statistics.median(cpus[name]) / n * 1e6:>10.3f}"
+            )
+        for kind in ("map_async", "amap"):
+            new, base = f"{kind} (this tree)", f"{kind} ({rev})"
+            wall = statistics.median(walls[new]) / statistics.median(walls[base]) - 1
+            cpu = statistics.median(cpus[new]) / statistics.median(cpus[base]) - 1
+            paired = statistics.median(a / b for a, b in zip(cpus[new], cpus[base], strict=True))
+            print(
+                f"  {kind}: this tree vs {rev}: wall median {wall:+.1%}, CPU median {cpu:+.1%},"
+                f" CPU per-round ratio median {paired - 1:+.1%}"
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--backend", choices=["asyncio", "trio"], default=None)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--versus", metavar="REV", help="A/B of the map engine against REV")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds of --versus")
     args = parser.parse_args(argv)
     if args.backend is None:
         for backend in ("asyncio", "trio"):
             cmd = [sys.executable, "-m", "benchmarks.bench_map", "--backend", backend]
             if args.quick:
                 cmd.append("--quick")
+            if args.versus:
+                cmd += ["--versus", args.versus, "--rounds", str(args.rounds)]
             subprocess.run(cmd, check=True)
+        return
+    if args.versus:
+        anyio.run(versus, args.backend, args.versus, args.rounds, backend=args.backend)
         return
     anyio.run(main_async, args.backend, args.quick, backend=args.backend)
 

@@ -202,8 +202,8 @@ class MapWorkers(Generic[T, R]):
         self._workers = max(1, min(self._limit, self.source.hint))
         return self._workers
 
-    def _put(self, i: int, result: R) -> None:
-        """Hand the result of item *i* to the consumer (a stream map)."""
+    def _put_in_order(self, i: int, result: R) -> None:
+        """Hand the result of item *i* to the consumer in input order (a stream map)."""
         raise NotImplementedError
 
     def _input_ended(self) -> None:
@@ -256,7 +256,11 @@ class MapWorkers(Generic[T, R]):
                 finally:
                     slot.release_on_behalf_of(borrower)
             if results is None:
-                self._put(i, result)
+                if ordered:
+                    self._put_in_order(i, result)
+                else:
+                    assert channel is not None
+                    channel.put(result)
             elif ordered:
                 results[i] = result
             else:
@@ -292,7 +296,7 @@ class StreamMap(MapWorkers[T, R]):
     finished and waiting in the reorder buffer, or in the channel) to ``limit + buffer``.
     """
 
-    __slots__ = ("_closed", "_next_out", "_reorder")
+    __slots__ = ("_closed", "_group", "_next_out", "_out", "_reorder")
 
     def __init__(
         self,
@@ -304,34 +308,36 @@ class StreamMap(MapWorkers[T, R]):
         ordered: bool,
     ) -> None:
         super().__init__(run, source, limit, ordered)
-        self._tg = tg
+        self._tg = self._group = tg
         # one sender: the pool, which closes when its last worker has ended
-        self._channel = Channel(limit + buffer, 1, "iterating over these amap results")
+        out = Channel[R](limit + buffer, 1, "iterating over these amap results")
+        self._channel = self._out = out
         self._reorder: dict[int, R] = {}  # ordered: results that wait for earlier ones
         self._next_out = 0  # ordered: the index of the next result to put in the channel
         self._closed = False
 
     def start(self) -> None:
         """Start the workers."""
-        tg = cast(CallGroup, self._tg)
+        tg = self._group
         for _ in range(self._first_workers()):
             tg.start_soon(self.work)
 
-    def _put(self, i: int, result: R) -> None:
-        channel = cast("Channel[R]", self._channel)
-        if not self._ordered:
-            channel.put(result)
-            return
+    def _put_in_order(self, i: int, result: R) -> None:
+        channel = self._out
         reorder = self._reorder
-        reorder[i] = result
         n = self._next_out
-        while n in reorder:
+        if i != n:
+            reorder[i] = result  # it waits for the results of earlier items
+            return
+        channel.put(result)
+        n += 1
+        while reorder and n in reorder:
             channel.put(reorder.pop(n))
             n += 1
         self._next_out = n
 
     def _input_ended(self) -> None:
-        channel = cast("Channel[R]", self._channel)
+        channel = self._out
         channel.unreserve()
         self._workers -= 1
         if self._workers == 0:
@@ -342,7 +348,7 @@ class StreamMap(MapWorkers[T, R]):
         # The results waiting in the channel. tests/concur/test_map.py reads this name
         # (test_amap_flat_memory_bookkeeping); remove it when that test reads the bound
         # some other way.
-        return cast("Channel[R]", self._channel).items
+        return self._out.items
 
     def __aiter__(self) -> StreamMap[T, R]:
         return self
@@ -350,11 +356,11 @@ class StreamMap(MapWorkers[T, R]):
     async def __anext__(self) -> R:
         if self._closed:
             raise anyio.ClosedResourceError("the amap block has been left")
-        if cast(CallGroup, self._tg).cancel_scope.cancel_called:
+        if self._group.cancel_scope.cancel_called:
             # fail-fast: stop at once, even with results ready (outside cancellation
             # reaches us when we wait, at the latest after limit + buffer results)
             await anyio.lowlevel.checkpoint()
-        channel = cast("Channel[R]", self._channel)
+        channel = self._out
         if not channel.ready():
             await channel.wait_ready()
             # on asyncio a wake-up can beat the delivery of an outside cancellation: see it
@@ -369,5 +375,5 @@ class StreamMap(MapWorkers[T, R]):
         """Drop the results not taken, and close the input (the workers have ended)."""
         self._closed = True
         self._reorder.clear()
-        cast("Channel[R]", self._channel).clear()
+        self._out.clear()
         await self.source.aclose()
