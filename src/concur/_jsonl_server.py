@@ -13,6 +13,7 @@ import errno
 import logging
 import socket
 import ssl
+import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final, final
@@ -362,7 +363,7 @@ class _Connections:
                 peer: object = sock.getpeername()
             except OSError:
                 peer = "an unknown peer"
-            stream: anyio.abc.ByteStream = _SocketStream(sock)
+            stream = await _wrap(sock)
             try:
                 await self._serve_one(stream, peer)
             finally:
@@ -391,6 +392,32 @@ class _Connections:
             await self._handler(ch)
         except Exception:
             logger.error("jsonl handler %s failed for peer %s", self._name, peer, exc_info=True)
+
+
+def _on_trio() -> bool:
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _wrap(sock: socket.socket) -> anyio.abc.ByteStream:
+    """A byte stream over an accepted socket that does not read ahead.
+
+    trio's socket streams read only when asked: anyio's wrapper of one is used as it is.
+    asyncio's transports read ahead: :class:`_SocketStream` is used instead.
+    """
+    if not _on_trio():
+        return _SocketStream(sock)
+    try:
+        return await anyio.abc.SocketStream.from_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
 
 
 async def _accept(listening: socket.socket) -> socket.socket:
