@@ -2,9 +2,12 @@
 
 Accepted connections are not anyio's socket streams: on asyncio those read ahead into
 memory (the transport reads until a ``receive()`` has to wait), which would defeat the
-back-pressure a handler that does not read should exert on its client. Each connection
-is a :class:`_SocketStream` instead: a small byte stream over the non-blocking socket and
-:func:`anyio.wait_readable` / :func:`anyio.wait_writable`, which reads only when asked.
+back-pressure a handler that does not read should exert on its client. On asyncio each
+connection is a :class:`_SocketStream` instead: a small byte stream over the non-blocking
+socket and :func:`anyio.wait_readable` / :func:`anyio.wait_writable`, which reads only when
+asked. On trio, anyio's stream (``SocketStream.from_socket``) already reads only when asked
+and is used as it is. The listening sockets are anyio's (``create_tcp_listener``), accepted
+from directly, so that ``max_connections`` can stop accepting.
 """
 
 from __future__ import annotations

@@ -128,11 +128,11 @@ class JsonLinesStream(anyio.abc.ObjectStream[Any]):
     Args:
         stream: the byte stream to wrap (a socket stream, a TLS stream, an in-memory one).
         max_frame: the longest line accepted, in bytes without its ``\\n``.
-        dumps: ``dumps(obj) -> str | bytes``; defaults to compact :func:`json.dumps`
+        dumps: ``dumps(obj) -> str | bytes``; defaults to compact ``json.dumps``
             (``ensure_ascii=False``, ``allow_nan=False``). Its output must not contain a
             newline.
         loads: ``loads(text: str) -> object``, given the decoded line; defaults to
-            :func:`json.loads`. A ``ValueError`` from it becomes :class:`BadFrame`.
+            ``json.loads``. A ``ValueError`` from it becomes :class:`BadFrame`.
 
     Raises:
         ValueError: ``max_frame < 1``.
