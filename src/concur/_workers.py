@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextvars
 import inspect
 import weakref
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Self, TypeVar, TypeVarTuple, final, overload
@@ -17,7 +16,8 @@ import anyio.lowlevel
 import concur
 from concur._core.checks import check_function, check_int, check_number, fn_name
 
-from ._workers_job import FINAL, Job, JobStatus, WorkerPoolStatistics, logger
+from ._workers_job import Job, JobStatus, WorkerPoolStatistics, logger
+from ._workers_queue import JobQueue, Results
 from ._workers_trigger import Trigger
 
 __all__ = ["Job", "JobStatus", "Trigger", "WorkerPool", "WorkerPoolStatistics"]
@@ -31,19 +31,7 @@ ErrorHandler = Callable[[Job[Any], Exception], object]
 
 
 @final
-class _Waiter:
-    """A submit() waiting for room in the queue."""
-
-    __slots__ = ("admitted", "job", "refused")
-
-    def __init__(self, job: Job[Any]) -> None:
-        self.job = job
-        self.admitted = anyio.Event()
-        self.refused = False  # set with admitted when the pool closed instead
-
-
-@final
-class WorkerPool:
+class WorkerPool(JobQueue):
     """Run jobs on at most *workers* workers, fed by a queue of at most *queue_size* jobs.
 
     An async context manager::
@@ -88,43 +76,16 @@ class WorkerPool:
         TypeError: an argument of the wrong type, or a handler that is not callable.
     """
 
-    # The queue machinery. Everything below is touched on the event loop's thread only,
-    # and each change is followed by _fill(), which restores these invariants:
-    #   I1  len(_queue) <= queue_size              (only accepted jobs that wait count)
-    #   I2  _busy <= workers                       (_busy: job tasks alive)
-    #   I3  _busy < workers  =>  _queue is empty   (no job waits while a worker is free)
-    #   I4  _waiters  =>  _busy == workers and len(_queue) == queue_size
-    #   I5  _closed  =>  _waiters is empty          (close() refuses them all)
-    #   I6  _unsettled == len(_queue) + _busy
-    # A job leaves _queue only to start (taking a worker) or to be cancelled, and a waiter
-    # is admitted (moved into _queue, or started) by _fill() itself, in FIFO order, before
-    # it is woken: so no wake-up is lost and nothing barges past a waiting submitter.
-
     __slots__ = (
-        "_active",
-        "_busy",
-        "_changed",
-        "_closed",
-        "_counts",
         "_entered",
-        "_exited",
-        "_forced",
         "_limiter",
         "_on_error",
         "_on_result",
-        "_queue",
-        "_queue_size",
-        "_results",
         "_results_iter",
         "_results_size",
-        "_running",
         "_shutdown_timeout",
-        "_tg",
         "_triggers",
         "_unretrieved",
-        "_unsettled",
-        "_waiters",
-        "_workers",
     )
 
     def __init__(
@@ -137,8 +98,8 @@ class WorkerPool:
         on_result: ResultHandler | None = None,
         on_error: ErrorHandler | None = None,
     ) -> None:
-        self._workers = check_int(workers, "workers")
-        self._queue_size = check_int(queue_size, "queue_size", minimum=0)
+        workers = check_int(workers, "workers")
+        queue_size = check_int(queue_size, "queue_size", minimum=0)
         self._results_size = check_int(results_size, "results_size", minimum=0)
         self._shutdown_timeout = check_number(shutdown_timeout, "shutdown_timeout", unit="seconds")
         for handler, arg in ((on_result, "on_result"), (on_error, "on_error")):
@@ -146,24 +107,12 @@ class WorkerPool:
                 check_function(handler, "WorkerPool", arg=arg)
         self._on_result = on_result
         self._on_error = on_error
-        self._queue: deque[Job[Any]] = deque()
-        self._waiters: deque[_Waiter] = deque()
-        self._busy = 0
-        self._unsettled = 0
-        self._running = 0
-        self._counts: dict[JobStatus, int] = dict.fromkeys(FINAL, 0)
-        self._active: set[Job[Any]] = set()  # jobs whose task is alive
+        super().__init__(workers, queue_size)
         self._triggers: set[Trigger] = set()
-        self._results: deque[tuple[Job[Any], concur.Outcome[Any]]] = deque()
-        self._results_iter: _Results | None = None
+        self._results_iter: Results | None = None
         self._unretrieved: weakref.WeakSet[Job[Any]] = weakref.WeakSet()
         self._entered = False
-        self._closed = False
-        self._exited = False
-        self._forced = False  # shutting down at once: outcomes go in whatever the bound
-        self._tg: concur.TaskGroup | None = None
         self._limiter: anyio.CapacityLimiter | None = None
-        self._changed: anyio.Event | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -230,19 +179,11 @@ class WorkerPool:
         self._closed = True
         for trigger in list(self._triggers):
             trigger._stop("the pool closed")  # pyright: ignore[reportPrivateUsage]
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            waiter.refused = True
-            waiter.admitted.set()
+        self._refuse_waiters()
         self._notify()
 
     def _cancel_all(self) -> None:
-        self._forced = True
-        while self._queue:
-            self._queue.popleft()._set_status(JobStatus.CANCELLED)  # pyright: ignore[reportPrivateUsage]
-            self._unsettled -= 1
-        for job in self._active:
-            job._cancel_scope.cancel()  # pyright: ignore[reportPrivateUsage]
+        self._cancel_queued()
         for trigger in list(self._triggers):
             trigger._stop("the pool exited")  # pyright: ignore[reportPrivateUsage]
         self._notify()
@@ -369,74 +310,7 @@ class WorkerPool:
             return anyio.ClosedResourceError("the WorkerPool is closed: it accepts no more jobs")
         return None
 
-    async def _submit(self, job: Job[T]) -> Job[T]:
-        if self._accept(job):
-            await anyio.lowlevel.cancel_shielded_checkpoint()
-            return job
-        waiter = _Waiter(job)
-        self._waiters.append(waiter)
-        try:
-            await waiter.admitted.wait()
-        except BaseException:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-                job._close_coro()  # pyright: ignore[reportPrivateUsage]
-            elif not waiter.refused:
-                job.cancel()  # admitted as we were cancelled: withdraw it
-            raise
-        if waiter.refused:
-            job._close_coro()  # pyright: ignore[reportPrivateUsage]
-            raise anyio.ClosedResourceError("the WorkerPool closed while submit() waited")
-        return job
-
-    def _accept(self, job: Job[Any]) -> bool:
-        """Take *job* now if there is room without waiting."""
-        if self._waiters:
-            return False
-        if self._busy < self._workers:
-            self._unsettled += 1
-            self._start(job)
-            return True
-        if len(self._queue) < self._queue_size:
-            self._unsettled += 1
-            self._queue.append(job)
-            return True
-        return False
-
-    def _fill(self) -> None:
-        """Restore the invariants after a worker was freed or a queued job withdrawn."""
-        queue = self._queue
-        while self._busy < self._workers and queue:
-            self._start(queue.popleft())
-        while self._waiters and (self._busy < self._workers or len(queue) < self._queue_size):
-            waiter = self._waiters.popleft()
-            self._unsettled += 1
-            if self._busy < self._workers:
-                self._start(waiter.job)
-            else:
-                queue.append(waiter.job)
-            waiter.admitted.set()
-
-    def _withdraw(self, job: Job[Any]) -> None:
-        """Cancel a queued job: out of the queue, and its place to the next submitter."""
-        self._queue.remove(job)
-        self._unsettled -= 1
-        job._set_status(JobStatus.CANCELLED)  # pyright: ignore[reportPrivateUsage]
-        self._fill()
-        self._notify()
-
     # --- running ------------------------------------------------------------------------
-
-    def _start(self, job: Job[Any]) -> None:
-        assert self._tg is not None
-        self._busy += 1
-        self._active.add(job)
-        job._set_status(JobStatus.RUNNING)  # pyright: ignore[reportPrivateUsage]
-        try:
-            self._tg.create_task(self._run(job), name=job.name, context=job._context)  # pyright: ignore[reportPrivateUsage]
-        except BaseException:
-            self._ended(job)
-            raise
 
     async def _run(self, job: Job[Any]) -> None:
         try:
@@ -464,15 +338,6 @@ class WorkerPool:
             if job.status is JobStatus.FAILED and not job._retrieved:  # pyright: ignore[reportPrivateUsage]
                 self._unretrieved.add(job)
             self._ended(job)
-
-    def _ended(self, job: Job[Any]) -> None:
-        job._set_status(JobStatus.CANCELLED)  # pyright: ignore[reportPrivateUsage]  # if not final
-        self._active.discard(job)
-        self._busy -= 1
-        self._unsettled -= 1
-        if not self._forced:
-            self._fill()
-        self._notify()
 
     async def _handle(self, job: Job[Any]) -> None:
         """Call on_result or on_error for *job*; log what they raise."""
@@ -511,28 +376,6 @@ class WorkerPool:
             self._results.append((job, outcome))
             self._notify()
 
-    # --- waking -------------------------------------------------------------------------
-
-    def _notify(self) -> None:
-        # wake every waiter; each checks its own condition again
-        changed = self._changed
-        if changed is not None and not changed.is_set():
-            if not self._exited:
-                self._changed = anyio.Event()
-            changed.set()
-
-    async def _wait_change(self) -> None:
-        assert self._changed is not None
-        await self._changed.wait()
-
-    def _status_changed(self, old: JobStatus, new: JobStatus) -> None:
-        if old is JobStatus.RUNNING:
-            self._running -= 1
-        if new is JobStatus.RUNNING:
-            self._running += 1
-        elif new in FINAL:
-            self._counts[new] += 1
-
     # --- results, statistics, triggers --------------------------------------------------
 
     def results(self) -> AsyncIterator[concur.Outcome[Any]]:
@@ -556,7 +399,7 @@ class WorkerPool:
         if not self._entered:
             raise RuntimeError("enter the WorkerPool with 'async with' before reading results")
         if self._results_iter is None:
-            self._results_iter = _Results(self)
+            self._results_iter = Results(self)
         return self._results_iter
 
     def statistics(self) -> WorkerPoolStatistics:
@@ -670,29 +513,3 @@ class WorkerPool:
         self, fn: Callable[..., object], args: tuple[Any, ...], name: str, settings: concur.Settings
     ) -> Job[Any]:
         return self._make_job(fn, args, name, contextvars.copy_context(), settings)
-
-
-@final
-class _Results:
-    """The pool's one stream of outcomes."""
-
-    __slots__ = ("_pool",)
-
-    def __init__(self, pool: WorkerPool) -> None:
-        self._pool = pool
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> concur.Outcome[Any]:
-        pool = self._pool
-        await anyio.lowlevel.checkpoint()
-        results = pool._results  # pyright: ignore[reportPrivateUsage]
-        while not results:
-            if pool._exited or (pool._closed and not pool._unsettled):  # pyright: ignore[reportPrivateUsage]
-                raise StopAsyncIteration
-            await pool._wait_change()  # pyright: ignore[reportPrivateUsage]
-        job, outcome = results.popleft()
-        job._retrieved = True  # pyright: ignore[reportPrivateUsage]
-        pool._notify()  # pyright: ignore[reportPrivateUsage]
-        return outcome

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
+import anyio.lowlevel
 
 import concur
 
@@ -151,7 +152,7 @@ class Trigger:
 
     async def _when(self, predicate: Callable[[], object], poll: float) -> None:
         while True:
-            if self._inflight is None:
+            if self._inflight is None and self._reason is None:
                 try:
                     fire = await in_settings(self._settings, self._limiter, predicate)
                 except Exception as exc:
@@ -163,6 +164,10 @@ class Trigger:
 
     async def _fire(self) -> None:
         pool = self._pool
+        # stopped while this task was about to resume (its cancellation not yet delivered)
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._reason is not None:
+            return
         try:
             job = pool._make_trigger_job(self._fn, self._args, self._name, self._settings)  # pyright: ignore[reportPrivateUsage]
         except anyio.ClosedResourceError:
