@@ -160,9 +160,14 @@ class Source(Generic[T]):
 # (channel is its Channel) differ in three places only: the stream reserves a place in its
 # channel before it reads an item (back-pressure), a worker at the end of the input closes
 # its share of the stream, and a result goes to the channel (through the reorder buffer
-# when ordered) instead of the list. Those are tests of locals rather than calls of
-# methods the subclasses override: the loop costs about 1.7 us per item on asyncio, and a
-# method call per item would cost 5% of that (B4; see the report of issue 11).
+# when it must wait for earlier ones) instead of the list. Those are tests of locals, and
+# the channel's reservation is its try_reserve() inline, rather than calls of methods the
+# subclasses override: the loop costs about 1.7 us per item on asyncio (B4, jobs that only
+# yield), so each call per item would cost about 3%. Measured against the two loops it
+# replaced (python -m benchmarks.bench_map --versus 4ca3e17~1 --rounds 21; the median of
+# the per-round ratios of the event loop thread's CPU time): map_async +1.3% on asyncio,
+# -0.4% on trio; amap +2.3% and +0.1%; wall-time medians within +3.4% (noise on a busy
+# 2-core machine is larger). Under the 5% that would have kept two loops (issue 11).
 class MapWorkers(Generic[T, R]):
     """The worker pool of a map: up to *limit* tasks that run :meth:`work`."""
 
@@ -170,7 +175,9 @@ class MapWorkers(Generic[T, R]):
         "_channel",
         "_limit",
         "_next_in",
+        "_next_out",
         "_ordered",
+        "_reorder",
         "_results",
         "_run",
         "_tg",
@@ -194,6 +201,9 @@ class MapWorkers(Generic[T, R]):
         #: a stream map's channel to the consumer
         self._channel: Channel[R] | None = None
         self._next_in = 0  # a stream map's index of the next item read
+        #: a stream map's ordered results that wait for earlier ones, by index
+        self._reorder: dict[int, R] = {}
+        self._next_out = 0  # a stream map's index of the next result to put in the channel
         self._workers = 1  # the workers started (a stream's: that have not ended)
         self._tg: CallGroup | None = None
 
@@ -203,7 +213,8 @@ class MapWorkers(Generic[T, R]):
         return self._workers
 
     def _put_in_order(self, i: int, result: R) -> None:
-        """Hand the result of item *i* to the consumer in input order (a stream map)."""
+        """Hand the result of item *i* to the consumer in input order, through the reorder
+        buffer (a stream map; when *i* is next and nothing waits, the loop puts it)."""
         raise NotImplementedError
 
     def _input_ended(self) -> None:
@@ -225,8 +236,11 @@ class MapWorkers(Generic[T, R]):
             if not countdown:
                 countdown = _YIELD_EVERY
                 await anyio.lowlevel.checkpoint()
-            if channel is not None and not channel.try_reserve():
-                await channel.reserve()
+            if channel is not None:  # a place for the result: channel.try_reserve(), inline
+                if channel.taken < channel.capacity:
+                    channel.taken += 1
+                else:
+                    await channel.reserve()
             got: T | Literal[_Sentinel.END]
             if fast is not None:
                 try:
@@ -256,11 +270,14 @@ class MapWorkers(Generic[T, R]):
                 finally:
                     slot.release_on_behalf_of(borrower)
             if results is None:
-                if ordered:
-                    self._put_in_order(i, result)
-                else:
-                    assert channel is not None
+                assert channel is not None
+                if not ordered:
                     channel.put(result)
+                elif i == self._next_out and not self._reorder:  # no result to wait for
+                    channel.put(result)
+                    self._next_out = i + 1
+                else:
+                    self._put_in_order(i, result)
             elif ordered:
                 results[i] = result
             else:
@@ -296,7 +313,7 @@ class StreamMap(MapWorkers[T, R]):
     finished and waiting in the reorder buffer, or in the channel) to ``limit + buffer``.
     """
 
-    __slots__ = ("_closed", "_group", "_next_out", "_out", "_reorder")
+    __slots__ = ("_closed", "_group", "_out")
 
     def __init__(
         self,
@@ -312,8 +329,6 @@ class StreamMap(MapWorkers[T, R]):
         # one sender: the pool, which closes when its last worker has ended
         out = Channel[R](limit + buffer, 1, "iterating over these amap results")
         self._channel = self._out = out
-        self._reorder: dict[int, R] = {}  # ordered: results that wait for earlier ones
-        self._next_out = 0  # ordered: the index of the next result to put in the channel
         self._closed = False
 
     def start(self) -> None:
@@ -323,15 +338,11 @@ class StreamMap(MapWorkers[T, R]):
             tg.start_soon(self.work)
 
     def _put_in_order(self, i: int, result: R) -> None:
-        channel = self._out
         reorder = self._reorder
+        reorder[i] = result
         n = self._next_out
-        if i != n:
-            reorder[i] = result  # it waits for the results of earlier items
-            return
-        channel.put(result)
-        n += 1
-        while reorder and n in reorder:
+        channel = self._out
+        while n in reorder:
             channel.put(reorder.pop(n))
             n += 1
         self._next_out = n
@@ -361,7 +372,7 @@ class StreamMap(MapWorkers[T, R]):
             # reaches us when we wait, at the latest after limit + buffer results)
             await anyio.lowlevel.checkpoint()
         channel = self._out
-        if not channel.ready():
+        if not channel.items and not channel.ready():  # (items: ready()'s common case)
             await channel.wait_ready()
             # on asyncio a wake-up can beat the delivery of an outside cancellation: see it
             # here, so a consumer that never awaits stops within limit + buffer results
