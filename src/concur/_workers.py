@@ -25,10 +25,6 @@ __all__ = ["Job", "JobStatus", "Trigger", "WorkerPool", "WorkerPoolStatistics"]
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
-#: on_result(job, value) / on_error(job, exc): sync or async
-ResultHandler = Callable[[Job[Any], Any], object]
-ErrorHandler = Callable[[Job[Any], Exception], object]
-
 
 @final
 class WorkerPool(JobQueue):
@@ -95,8 +91,8 @@ class WorkerPool(JobQueue):
         queue_size: int = 1000,
         results_size: int = 0,
         shutdown_timeout: float = 30.0,
-        on_result: ResultHandler | None = None,
-        on_error: ErrorHandler | None = None,
+        on_result: Callable[[Job[Any], Any], object] | None = None,
+        on_error: Callable[[Job[Any], Exception], object] | None = None,
     ) -> None:
         workers = check_int(workers, "workers")
         queue_size = check_int(queue_size, "queue_size", minimum=0)

@@ -124,8 +124,8 @@ class Job(Generic[T_co]):
 
     @property
     def name(self) -> str:
-        """The job's name: the *name* given to :meth:`~WorkerPool.submit`, else its
-        function's qualified name."""
+        """The *name* given to :meth:`~concur.WorkerPool.submit`, else the qualified name
+        of the job's function."""
         return self._name
 
     @property

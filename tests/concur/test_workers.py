@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextvars
 import gc
+import itertools
 import logging
 import math
 import threading
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -607,6 +609,8 @@ async def test_every_stops_after_consecutive_failures(caplog: pytest.LogCaptureF
         assert trigger.failures == 3
     assert trigger.reason is not None
     assert "3 failures in a row" in trigger.reason
+    failures = [r for r in caplog.records if "a run failed" in r.getMessage()]
+    assert len(failures) == 3  # each failed run logged, no on_error
     stops = [r for r in caplog.records if "stopped" in r.getMessage()]
     assert len(stops) == 1
     assert stops[0].levelno == logging.ERROR
@@ -776,3 +780,81 @@ async def test_bad_submit_and_trigger_arguments() -> None:
             pool.every(1, double, 1, max_consecutive_failures=0)
         with pytest.raises(TypeError, match="predicate"):
             pool.when(5, double, 1)  # type: ignore[arg-type]
+
+
+# --- the docs' example and the fatal exceptions -------------------------------------------------
+
+DOCS = Path(__file__).parents[2] / "docs" / "services_workers.inc"
+
+
+def _code_blocks(text: str) -> list[str]:
+    blocks: list[str] = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == ".. code-block:: python":
+            body = [
+                raw[4:]
+                for raw in itertools.takewhile(
+                    lambda raw: not raw or raw.startswith("    "), lines[i + 2 :]
+                )
+            ]
+            blocks.append("\n".join(body))
+    return blocks
+
+
+async def test_the_docs_example_runs() -> None:
+    """The example of docs/services_workers.inc runs as written (on each backend)."""
+    (block,) = _code_blocks(DOCS.read_text())
+    assert block.rstrip().endswith("anyio.run(main)")
+    namespace: dict[str, Any] = {}
+    exec(block.rstrip().removesuffix("anyio.run(main)"), namespace)
+    await namespace["main"]()
+
+
+async def test_a_job_raising_system_exit_ends_the_pool() -> None:
+    """A job's SystemExit cancels the pool and is raised in a BaseExceptionGroup, as a
+    TaskGroup raises it; the job ends failed."""
+    gate = Gate()
+    jobs: list[concur.Job[Any]] = []
+
+    def leave() -> None:
+        raise SystemExit(3)
+
+    async def body() -> None:
+        async with concur.WorkerPool(2) as pool:
+            jobs.append(await pool.submit(gate.run))
+            jobs.append(await pool.submit(leave))
+            await anyio.sleep_forever()
+
+    with pytest.RaisesGroup(SystemExit):
+        await body()
+    other, fatal = jobs
+    assert fatal.status is concur.JobStatus.FAILED
+    assert other.status is concur.JobStatus.CANCELLED
+
+
+async def test_several_awaiters_of_one_job() -> None:
+    """Several tasks may await one job; each gets its value, and cancelling one awaiter does
+    not cancel the job."""
+    gate = Gate()
+    got: list[object] = []
+    async with concur.WorkerPool(1) as pool:
+        job = await pool.submit(gate.run, "v")
+
+        async def waiter() -> None:
+            got.append(await job)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            tg.start_soon(waiter)
+            with anyio.move_on_after(0.001):
+                await job
+            gate.open()
+    assert got == ["v", "v"]
+    assert job.status is concur.JobStatus.DONE
+
+
+async def test_results_before_entering_is_an_error() -> None:
+    """results() needs an entered pool."""
+    with pytest.raises(RuntimeError, match="async with"):
+        concur.WorkerPool(1, results_size=1).results()
