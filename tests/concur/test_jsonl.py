@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import socket
@@ -12,7 +13,10 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import concur
 from concur.jsonl import BadFrame, FrameTooLarge, JsonLinesStream
@@ -568,3 +572,112 @@ def test_errors_pickle_and_carry_their_fields() -> None:
     bad = pickle.loads(pickle.dumps(BadFrame(4, b"xx", "why")))
     assert (bad.line_number, bad.data) == (4, b"xx")
     assert "line 4" in str(bad)
+
+
+# --- randomized: the framing against a reference model -----------------------------------------
+
+
+class ChunkStream(anyio.abc.ByteStream):
+    """A real in-memory byte stream that delivers given bytes in given chunks (at most
+    ``max_bytes`` each), then the end of the stream."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = [chunk for chunk in chunks if chunk]
+        self.largest_read = 0
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        await anyio.lowlevel.checkpoint()
+        if not self.chunks:
+            raise anyio.EndOfStream
+        chunk = self.chunks.pop(0)
+        if len(chunk) > max_bytes:
+            self.chunks.insert(0, chunk[max_bytes:])
+            chunk = chunk[:max_bytes]
+        self.largest_read = max(self.largest_read, len(chunk))
+        return chunk
+
+    async def send(self, item: bytes) -> None:
+        raise anyio.BrokenResourceError
+
+    async def send_eof(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+def reference(lines: list[bytes], max_frame: int) -> list[tuple[str, object]]:
+    """What receive() must give for *lines* (without their newlines), by the frame rules."""
+    out: list[tuple[str, object]] = []
+    for number, line in enumerate(lines, 1):
+        if len(line) > max_frame:
+            out.append(("FrameTooLarge", number))
+        elif not line.strip(b" \t\r"):
+            continue
+        elif line.startswith(b"\xef\xbb\xbf"):
+            out.append(("BadFrame", number))
+        else:
+            try:
+                out.append(("doc", repr(json.loads(line.decode("utf-8")))))
+            except (ValueError, RecursionError):
+                out.append(("BadFrame", number))
+    return out
+
+
+async def receive_everything(ch: JsonLinesStream, bound: int) -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    while True:
+        try:
+            out.append(("doc", repr(await ch.receive())))
+        except anyio.EndOfStream:
+            return out
+        except FrameTooLarge as exc:
+            out.append(("FrameTooLarge", exc.line_number))
+        except BadFrame as exc:
+            out.append(("BadFrame", exc.line_number))
+        held = len(ch._buf) - ch._pos  # pyright: ignore[reportPrivateUsage]
+        assert held <= bound, (held, bound)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=6,
+)
+lines_strategy = st.lists(
+    st.one_of(
+        json_values.map(lambda v: json.dumps(v, ensure_ascii=False).encode()),
+        st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")),
+        st.text(" \t\r", max_size=4).map(str.encode),
+        st.integers(1, 400).map(lambda n: b'"' + b"w" * n + b'"'),
+        st.sampled_from([b"\xef\xbb\xbf1", b"\xff\xfe1\x00", b"[" * 3000, b"{}", b"nul"]),
+    ),
+    max_size=25,
+)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(
+    lines=lines_strategy,
+    max_frame=st.integers(1, 300),
+    terminated=st.booleans(),
+    cuts=st.lists(st.integers(0, 10_000), max_size=30),
+)
+def test_random_lines_in_random_chunks_follow_the_frame_rules(
+    backend: str, lines: list[bytes], max_frame: int, terminated: bool, cuts: list[int]
+) -> None:
+    """Random good, bad, blank and oversized lines, cut into random chunks, give exactly
+    what the frame rules say, holding at most max_frame + one chunk of any line."""
+    data = b"\n".join(lines) + (b"\n" if terminated and lines else b"")
+    points = sorted({cut % (len(data) + 1) for cut in cuts} | {0, len(data)})
+    chunks = [data[a:b] for a, b in itertools.pairwise(points)]
+
+    async def main() -> list[tuple[str, object]]:
+        source = ChunkStream(chunks)
+        ch = JsonLinesStream(source, max_frame=max_frame)
+        with anyio.fail_after(10):
+            got = await receive_everything(ch, max_frame + 65536)
+        return got
+
+    assert anyio.run(main, backend=backend) == reference(lines, max_frame)

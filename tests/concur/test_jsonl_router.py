@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -11,6 +12,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import concur
 from concur.jsonl import JsonLinesStream, Router
@@ -463,3 +466,120 @@ def test_bad_arguments() -> None:
     with pytest.raises(TypeError):
         router.route("b")(3)  # type: ignore[type-var]
     assert router.routes == {"a": print}
+
+
+# --- randomized: limits and replies under random handler mixes --------------------------------
+
+KINDS = ("async", "sync", "async-fail", "sync-fail", "none", "unknown", "async-slow", "sync-slow")
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=25, deadline=None, derandomize=True, database=None)
+@given(
+    limit=st.integers(1, 5),
+    clients=st.lists(
+        st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 3)), max_size=20),
+        min_size=1,
+        max_size=3,
+    ),
+    batch=st.integers(1, 8),
+    max_connections=st.none() | st.integers(1, 2),
+)
+def test_random_handler_mixes_keep_the_limit_and_answer_everything(
+    backend: str,
+    limit: int,
+    clients: list[list[tuple[str, int]]],
+    batch: int,
+    max_connections: int | None,
+) -> None:
+    """Random mixes of sync, async, failing, silent, unknown and slow requests from a few
+    clients: handlers in flight never exceed limit per connection, connections never
+    exceed max_connections, every request gets exactly its reply, nothing is left open."""
+    lock = threading.Lock()  # the counters below are touched by worker threads too
+    in_flight: dict[int, int] = {}
+    peak: dict[int, int] = {}
+    connections = [0, 0]  # open now, peak
+
+    def enter(conn: int) -> None:
+        with lock:
+            in_flight[conn] = in_flight.get(conn, 0) + 1
+            peak[conn] = max(peak.get(conn, 0), in_flight[conn])
+
+    def leave(conn: int) -> None:
+        with lock:
+            in_flight[conn] -= 1
+
+    router = Router(limit=limit)
+
+    def sync_handler(message: dict[str, Any]) -> dict[str, Any] | None:
+        enter(message["conn"])
+        try:
+            if message["type"].endswith("slow"):
+                time.sleep(message["ms"] / 1000)
+            if message["type"].endswith("fail"):
+                raise ValueError(f"failed {message['id']}")
+            return None if message["type"] == "none" else {"type": "ok"}
+        finally:
+            leave(message["conn"])
+
+    async def async_handler(message: dict[str, Any]) -> dict[str, Any]:
+        enter(message["conn"])
+        try:
+            await anyio.sleep(message["ms"] / 1000 if message["type"].endswith("slow") else 0)
+            if message["type"].endswith("fail"):
+                raise ValueError(f"failed {message['id']}")
+            return {"type": "ok"}
+        finally:
+            leave(message["conn"])
+
+    for kind in ("sync", "sync-fail", "sync-slow", "none"):
+        router.route(kind)(sync_handler)
+    for kind in ("async", "async-fail", "async-slow"):
+        router.route(kind)(async_handler)
+
+    async def handler(ch: JsonLinesStream) -> None:
+        connections[0] += 1
+        connections[1] = max(connections[1], connections[0])
+        try:
+            await router.serve(ch)
+        finally:
+            connections[0] -= 1
+
+    async def client(conn: int, requests: list[tuple[str, int]], port: int) -> None:
+        messages = [
+            {"type": kind, "id": i, "conn": conn, "ms": ms} for i, (kind, ms) in enumerate(requests)
+        ]
+        async with await concur.jsonl.connect("127.0.0.1", port) as ch:
+            for start in range(0, len(messages), batch):
+                await ch.send_many(messages[start : start + batch])
+            await ch.send_eof()
+            replies = [reply async for reply in ch]
+        got = sorted((r["id"], r["type"], r.get("error", "")) for r in replies)
+        want = []
+        for i, (kind, _) in enumerate(requests):
+            if kind == "none":
+                continue
+            if kind == "unknown":
+                want.append((i, "error", "unknown route 'unknown'"))
+            elif kind.endswith("fail"):
+                want.append((i, "error", f"ValueError: failed {i}"))
+            else:
+                want.append((i, "ok", ""))
+        assert got == sorted(want)
+
+    async def main() -> None:
+        with anyio.fail_after(20):
+            serving = concur.jsonl.serve(handler, max_connections=max_connections)
+            async with serving as server, anyio.create_task_group() as tg:
+                for conn, requests in enumerate(clients):
+                    tg.start_soon(client, conn, requests, server.port)
+            assert server.statistics().connections_open == 0
+
+    logging.getLogger("concur.jsonl").disabled = True  # the failing handlers are expected
+    try:
+        anyio.run(main, backend=backend)
+    finally:
+        logging.getLogger("concur.jsonl").disabled = False
+    assert all(count <= limit for count in peak.values()), (peak, limit)
+    assert all(count == 0 for count in in_flight.values())
+    assert connections[1] <= (max_connections or len(clients))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 from typing import Any
 
 import anyio
@@ -373,3 +374,82 @@ async def test_bad_arguments() -> None:
         concur.jsonl.serve(echo, max_connections=0)
     with pytest.raises(ValueError, match="grace"):
         concur.jsonl.serve(echo, grace=-1)
+
+
+def tls_contexts(tmp_path: Any) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh self-signed certificate for 127.0.0.1, and a client
+    context that trusts it."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file = tmp_path / "cert.pem"
+    key_file = tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert_file, key_file)
+    client_context = ssl.create_default_context(cafile=str(cert_file))
+    return server_context, client_context
+
+
+async def test_tls_round_trip(tmp_path: Any) -> None:
+    """serve(ssl_context=...) and connect(ssl_context=...) speak JSON Lines over TLS."""
+    server_context, client_context = tls_contexts(tmp_path)
+    async with (
+        concur.jsonl.serve(echo, ssl_context=server_context) as server,
+        await concur.jsonl.connect(
+            "127.0.0.1", server.port, ssl_context=client_context, timeout=10
+        ) as ch,
+    ):
+        await ch.send_many([{"secure": True}, [1, 2]])
+        assert await receive_two(ch) == [{"secure": True}, [1, 2]]
+
+
+async def test_tls_handshake_failure_is_logged_and_the_server_goes_on(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that does not speak TLS is logged at WARNING; the next client is served."""
+    server_context, client_context = tls_contexts(tmp_path)
+    async with concur.jsonl.serve(echo, ssl_context=server_context) as server:
+        async with await concur.jsonl.connect("127.0.0.1", server.port) as plain:
+            await plain.send("not a handshake")
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                await plain.receive()
+        async with await concur.jsonl.connect(
+            "127.0.0.1", server.port, ssl_context=client_context
+        ) as ch:
+            await ch.send(1)
+            assert await ch.receive() == 1
+    assert any(r.levelno == logging.WARNING for r in caplog.records if r.name == "concur.jsonl")
+
+
+async def receive_two(ch: JsonLinesStream) -> list[Any]:
+    return [await ch.receive(), await ch.receive()]
