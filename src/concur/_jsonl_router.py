@@ -27,6 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 OnError = Literal["reply", "close"]
 _ON_ERROR: Final = ("reply", "close")
 _GONE: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+_CLOSE_TIMEOUT: Final = 1.0  # seconds a half-close may wait for a send in progress
 
 
 @final
@@ -61,7 +62,8 @@ class Router:
     frame (:class:`~concur.jsonl.BadFrame`, :class:`~concur.jsonl.FrameTooLarge`) get the
     reply ``{"type": "error", "id": <the request's id or None>, "error": <str>}`` with
     ``on_error="reply"``, and reading goes on. With ``on_error="close"`` the connection is
-    closed instead, without a reply, the handlers in flight are cancelled and
+    closed instead, without a reply (a half-close, so that the peer reads the end of the
+    stream; a TLS stream is closed), the handlers in flight are cancelled and
     :meth:`serve` returns. Handler failures are also logged on the ``concur.jsonl`` logger
     at ERROR, with their traceback.
 
@@ -225,7 +227,11 @@ class _Connection:
                 return
             except (BadFrame, FrameTooLarge) as exc:
                 slots.release()
-                if await self._refuse(None, f"{type(exc).__name__}: {exc}"):
+                try:
+                    if await self._refuse(None, f"{type(exc).__name__}: {exc}"):
+                        return
+                except _GONE:
+                    self._stop()
                     return
                 continue
             except _GONE:
@@ -299,7 +305,7 @@ class _Connection:
                 self._closing = True
                 self._stop()
                 with anyio.CancelScope(shield=True):
-                    await self._ch.aclose()
+                    await _close(self._ch)
             return True
         await self._ch.send({"type": "error", "id": request_id, "error": text})
         return False
@@ -337,3 +343,21 @@ class _Connection:
                 now = anyio.current_time()
                 if deadline <= now:  # no catch-up: skip the ticks missed
                     deadline += seconds * (math.floor((now - deadline) / seconds) + 1)
+
+
+async def _close(ch: JsonLinesStream) -> None:
+    """Close *ch* for ``on_error="close"`` so that the peer sees the end of the stream.
+
+    A half-close (``send_eof``) sends a FIN even while the peer's unread requests sit in
+    our buffers, where closing the socket would send a reset (and the peer could lose the
+    end of the stream). Whoever owns *ch* closes it fully (``serve()`` does). Where a
+    half-close is not possible (TLS), *ch* is closed.
+    """
+    with anyio.move_on_after(_CLOSE_TIMEOUT):
+        try:
+            await ch.send_eof()
+        except (NotImplementedError, OSError, *_GONE):
+            pass
+        else:
+            return
+    await ch.aclose()

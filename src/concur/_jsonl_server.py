@@ -38,6 +38,7 @@ __all__ = ["Server", "ServerStatistics", "serve"]
 logger = logging.getLogger("concur.jsonl")
 
 _BACKLOG: Final = 4096
+_LINGER: Final = 0.25  # seconds a closing connection waits for its peer to close too
 #: accept() errors that mean "out of resources now", not "the listener is broken"
 _TRANSIENT_ACCEPT_ERRORS: Final = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED}
@@ -371,7 +372,7 @@ class _Connections:
                 await self._serve_one(stream, peer)
             finally:
                 with anyio.CancelScope(shield=True):
-                    await stream.aclose()
+                    await _close(stream)
         finally:
             counters = self._counters
             counters.connections_open -= 1
@@ -395,6 +396,25 @@ class _Connections:
             await self._handler(ch)
         except Exception:
             logger.error("jsonl handler %s failed for peer %s", self._name, peer, exc_info=True)
+
+
+async def _close(stream: anyio.abc.ByteStream) -> None:
+    """Close a connection so that the peer sees the end of the stream, not a reset.
+
+    Closing a socket while the peer's data is unread sends a reset, which can make the
+    peer lose the end of the stream: so half-close first (a FIN), discard what the peer
+    still sends until it closes too (for at most ``_LINGER`` seconds), then close.
+    """
+    with anyio.move_on_after(_LINGER):
+        try:
+            await stream.send_eof()
+            while True:
+                await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        except OSError:
+            pass
+    await stream.aclose()
 
 
 def _on_trio() -> bool:

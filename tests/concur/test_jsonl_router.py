@@ -583,3 +583,22 @@ def test_random_handler_mixes_keep_the_limit_and_answer_everything(
     assert all(count <= limit for count in peak.values()), (peak, limit)
     assert all(count == 0 for count in in_flight.values())
     assert connections[1] <= (max_connections or len(clients))
+
+
+async def test_on_error_close_with_pipelined_requests_ends_the_stream_cleanly() -> None:
+    """With on_error="close" and more requests unread, the client gets the replies sent
+    before and then the end of the stream (not a reset)."""
+    router = Router(on_error="close", limit=1)
+
+    @router.route("ok")
+    async def ok(message: Any) -> dict[str, Any]:
+        return {"type": "ok"}
+
+    for _ in range(3):
+        async with routed(router) as (ch, _):
+            requests = [{"type": "ok", "id": 0}, {"type": "nope", "id": 1}]
+            requests += [{"type": "ok", "id": i, "pad": "x" * 1000} for i in range(2, 100)]
+            await ch.send_many(requests)
+            assert await ch.receive() == {"type": "ok", "id": 0}
+            with pytest.raises(anyio.EndOfStream):
+                await ch.receive()

@@ -453,3 +453,24 @@ async def test_tls_handshake_failure_is_logged_and_the_server_goes_on(
 
 async def receive_two(ch: JsonLinesStream) -> list[Any]:
     return [await ch.receive(), await ch.receive()]
+
+
+async def test_failing_handler_with_unread_frames_still_ends_the_stream_cleanly() -> None:
+    """A handler that fails while its client's later frames are unread: the client still
+    reads every reply sent before and then the end of the stream (a FIN, not a reset)."""
+
+    async def handler(ch: JsonLinesStream) -> None:
+        await ch.send(await ch.receive())
+        raise RuntimeError("after the first frame")
+
+    logging.getLogger("concur.jsonl").disabled = True
+    try:
+        async with concur.jsonl.serve(handler) as server:
+            for _ in range(5):
+                async with await concur.jsonl.connect("127.0.0.1", server.port) as ch:
+                    await ch.send_many([{"n": i, "pad": "x" * 1000} for i in range(300)])
+                    assert (await ch.receive())["n"] == 0
+                    with pytest.raises(anyio.EndOfStream):
+                        await ch.receive()
+    finally:
+        logging.getLogger("concur.jsonl").disabled = False
