@@ -27,6 +27,7 @@ import attrs
 import concur
 
 from ._core.checks import check_function, check_int, fn_name, is_async_callable
+from ._core.threadcall import mark_worker_process
 
 __all__ = ["Executor", "PoolStatistics", "ProcessPool", "ThreadPool"]
 
@@ -286,6 +287,7 @@ def _pickle_call(fn: object, args: tuple[object, ...]) -> bytes:
 
 def _unpickle_and_call(payload: bytes) -> object:
     """In the worker process: call the pickled ``fn(*args)``."""
+    mark_worker_process()  # concur.check_cancelled() returns None here
     fn, args = pickle.loads(payload)
     return fn(*args)
 

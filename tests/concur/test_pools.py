@@ -268,12 +268,6 @@ async def test_process_pool_without_kill_waits_for_the_call(tmp_path: Path) -> N
         assert pool.statistics() == concur.PoolStatistics(1, 0, 0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="concur.check_cancelled() raises NoEventLoopError in a worker process; "
-    "the issue asks for None (needs a hook in the core's check_cancelled)",
-)
 async def test_check_cancelled_in_a_worker_process_returns_none() -> None:
     """concur.check_cancelled() in a worker process returns None."""
     async with concur.ProcessPool(1) as pool:

@@ -32,6 +32,7 @@ __all__ = [
     "current_async_library",
     "interrupt_in_background",
     "interrupt_with",
+    "mark_worker_process",
     "observed",
     "returned_coroutine",
 ]
@@ -391,7 +392,22 @@ def check_cancelled() -> None:
     for it is cancelled. It cannot see a cancellation that a shielded scope around the
     caller hides.
 
+    In the worker process of a :class:`concur.ProcessPool` call it returns ``None``: a
+    process cannot see its caller's cancellation (``kill_on_cancel=True`` ends it instead).
+
     Raises:
         RuntimeError: called from a thread that :func:`to_thread` did not start.
     """
+    if _in_worker_process:
+        return
     anyio.from_thread.check_cancelled()
+
+
+#: set in a worker process of a ProcessPool, by the function that runs each call there
+_in_worker_process = False
+
+
+def mark_worker_process() -> None:
+    """Tell :func:`check_cancelled` that this process is a ProcessPool's worker."""
+    global _in_worker_process
+    _in_worker_process = True
