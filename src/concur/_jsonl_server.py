@@ -143,7 +143,8 @@ class ServerStatistics:
     """What a :func:`serve` server has done so far.
 
     Attributes:
-        connections_open: connections whose handler is running.
+        connections_open: connections accepted and not yet closed (their handler runs,
+            or they are closing).
         connections_total: connections accepted since the server started.
         frames_in: documents received by handlers (good frames only).
         frames_out: documents sent by handlers (``send_many`` of n counts n).
@@ -363,16 +364,20 @@ class _Connections:
 
     async def _run(self, sock: socket.socket) -> None:
         try:
-            try:
-                peer: object = sock.getpeername()
-            except OSError:
-                peer = "an unknown peer"
+            peer: object = sock.getpeername()
+        except OSError:
+            peer = "an unknown peer"
+        try:
             stream = await _wrap(sock)
             try:
                 await self._serve_one(stream, peer)
             finally:
                 with anyio.CancelScope(shield=True):
                     await _close(stream)
+        except Exception:
+            # not the handler's failure (that is logged in _serve_one): the connection's
+            # own set-up or closing; it must not bring the server down
+            logger.warning("connection with %s failed", peer, exc_info=True)
         finally:
             counters = self._counters
             counters.connections_open -= 1
@@ -434,9 +439,9 @@ async def _wrap(sock: socket.socket) -> anyio.abc.ByteStream:
     trio's socket streams read only when asked: anyio's wrapper of one is used as it is.
     asyncio's transports read ahead: :class:`_SocketStream` is used instead.
     """
-    if not _on_trio():
-        return _SocketStream(sock)
     try:
+        if not _on_trio():
+            return _SocketStream(sock)
         return await anyio.abc.SocketStream.from_socket(sock)
     except BaseException:
         sock.close()
