@@ -11,7 +11,6 @@ read only when a worker is free to start it. No task per item, no channel per it
 
 from __future__ import annotations
 
-import collections
 import enum
 import functools
 import inspect
@@ -353,13 +352,6 @@ class StreamMap(MapWorkers[T, R]):
         self._workers -= 1
         if self._workers == 0:
             channel.close_sender()
-
-    @property
-    def _ready(self) -> collections.deque[R]:
-        # The results waiting in the channel. tests/concur/test_map.py reads this name
-        # (test_amap_flat_memory_bookkeeping); remove it when that test reads the bound
-        # some other way.
-        return self._out.items
 
     def __aiter__(self) -> StreamMap[T, R]:
         return self

@@ -481,15 +481,26 @@ async def test_amap_second_consumer_is_refused() -> None:
 
 
 async def test_amap_flat_memory_bookkeeping() -> None:
-    """``amap`` keeps at most limit + buffer results, whatever the number of items."""
+    """``amap`` holds at most limit + buffer items (running or done, not yet consumed),
+    whatever the number of items: it reads the input only when there is room."""
     counter = InFlight()
-    async with concur.amap(counter.run, range(5000), limit=8, buffer=4) as results:
+    read = 0
+
+    def items() -> Iterator[int]:
+        nonlocal read
+        for i in range(5000):
+            read += 1
+            yield i
+
+    most = 0
+    async with concur.amap(counter.run, items(), limit=8, buffer=4) as results:
         count = 0
         async for _ in results:
             count += 1
-            internal = results._ready  # type: ignore[attr-defined]
-            assert len(internal) <= 12
+            most = max(most, read - count)
+            assert read - count <= 12
     assert count == 5000
+    assert most > 0  # results were produced ahead of the consumer, up to the bound
 
 
 # --- calls that never yield ---------------------------------------------------------------------
