@@ -57,7 +57,7 @@ def give_back_on_error(
         raise
 
 
-_unlimited: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar("concur.unlimited")
+_unlimited: anyio.lowlevel.RunVar[anyio.CapacityLimiter] | None = None
 
 
 def unlimited() -> anyio.CapacityLimiter:
