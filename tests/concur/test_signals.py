@@ -9,6 +9,7 @@ signal that run_until_signal failed to catch is seen, not fatal).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import signal
@@ -285,7 +286,7 @@ async def test_zero_grace_cuts_lifespan_teardown_but_waits_for_a_bare_shield(
             steps.append("teardown cancelled")
 
     async def fn() -> None:
-        async with concur.lifespan(anyio.lowlevel.checkpoint, teardown):
+        async with concur.lifespan(anyio.lowlevel.checkpoint, teardown, teardown_timeout=math.inf):
             try:
                 kill_self()
                 await anyio.sleep_forever()
@@ -343,6 +344,37 @@ async def test_cancelling_the_caller_cancels_fn_and_restores_handlers(usr1: Reco
     assert tg.cancel_scope.cancelled_caught
     assert steps == ["teardown done"]
     assert signal.getsignal(signal.SIGUSR1) is usr1
+
+
+async def test_signals_work_during_cleanup_after_the_callers_cancellation(
+    usr1: Recorder,
+) -> None:
+    """After an outside cancellation, a signal still starts the grace that cuts a stuck
+    lifespan teardown short; the cancellation propagates."""
+    steps: list[str] = []
+
+    async def teardown() -> None:
+        kill_self()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            steps.append("teardown cancelled")
+
+    async def fn(started: anyio.Event) -> None:
+        async with concur.lifespan(anyio.lowlevel.checkpoint, teardown, teardown_timeout=math.inf):
+            started.set()
+            await anyio.sleep_forever()
+
+    started = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            lambda: concur.run_until_signal(fn, started, signals=[signal.SIGUSR1], grace=0)
+        )
+        await started.wait()
+        tg.cancel_scope.cancel()
+    assert tg.cancel_scope.cancelled_caught
+    assert steps == ["teardown cancelled"]
+    assert usr1.got == []
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])

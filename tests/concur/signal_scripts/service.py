@@ -17,6 +17,7 @@ Scenarios:
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
@@ -71,7 +72,8 @@ async def stuck_service() -> None:
             raise
 
     async def in_lifespan(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-        async with concur.lifespan(anyio.lowlevel.checkpoint, teardown):
+        # no teardown_timeout: only run_until_signal can cut this teardown short
+        async with concur.lifespan(anyio.lowlevel.checkpoint, teardown, teardown_timeout=math.inf):
             task_status.started()
             await anyio.sleep_forever()
 
