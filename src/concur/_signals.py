@@ -245,7 +245,7 @@ async def _run(
             with fn_scope:
                 await fn(*args)
         except anyio.get_cancelled_exc_class():
-            raise  # the caller's cancellation: the task group stops the watcher
+            raise  # the caller's cancellation; the finally block stops the watcher
         except BaseException as exc:  # raised bare below, not wrapped by the task group
             error = exc
         finally:
@@ -326,7 +326,8 @@ def lifespan(
       teardown still running then is cancelled (a sync one stops only where it calls
       :func:`concur.check_cancelled`, and is waited for).
     - Under :func:`concur.run_until_signal`, the teardown is also cancelled once that
-      call's grace has expired, or at a second signal.
+      call's grace has expired, or at a second signal; one that starts after that is
+      cancelled as it starts (a sync one then does not run at all).
     - The body's exception (a cancellation included) propagates unchanged. If the body
       raised and the teardown failed too (raised, timed out, or was cut short), the
       teardown's failure is logged on the ``concur`` logger and the body's exception

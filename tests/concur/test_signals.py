@@ -8,6 +8,7 @@ signal that run_until_signal failed to catch is seen, not fatal).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -25,8 +27,16 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import concur
+
+# When a test fails, hypothesis's pytest plugin imports libcst to suggest a patch, and that
+# import warns under warnings-as-errors, hiding the failing example: import it now.
+with warnings.catch_warnings(), contextlib.suppress(ImportError):
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import hypothesis.extra._patching  # noqa: F401
 
 SCRIPT = Path(__file__).parent / "signal_scripts" / "service.py"
 LINE_WAIT = 30.0  # a bound on waiting for one line of the subprocess, not a sync
@@ -619,3 +629,152 @@ def test_lifespan_bad_arguments() -> None:
         concur.lifespan(lambda: None, lambda: None, teardown_timeout=0)
     with pytest.raises(TypeError, match="teardown_timeout"):
         concur.lifespan(lambda: None, lambda: None, teardown_timeout=None)  # type: ignore[call-overload]
+
+
+# --- randomized: the shutdown channel between run_until_signal and lifespan ------------------
+
+#: teardown kinds: "quick" awaits a few times and ends, "stuck" waits until cut short,
+#: "sync" runs in a thread for a few ticks, "coop" runs in a thread until check_cancelled
+#: raises
+TEARDOWNS = ("quick", "stuck", "sync", "coop")
+SCENARIO_SECONDS = 10.0  # a scenario that takes longer has hung
+BACKSTOP_TIMEOUT = 5.0  # every teardown_timeout: a cut by it, not by the signal, is a failure
+
+
+class Shutdown:
+    """One random scenario: lifespans in concurrent tasks under run_until_signal."""
+
+    def __init__(self, kinds: list[str], shields: list[int], mode: str, grace: float) -> None:
+        self.kinds = kinds
+        self.shields = shields  # checkpoints of a bare-shield cleanup per task (0: none)
+        self.mode = mode  # "return": fn returns; "one": one signal; "two": a second one
+        self.grace = grace
+        self.lock = threading.Lock()
+        self.started = 0  # teardowns started
+        self.ended: dict[int, str] = {}  # teardown -> "done" / "cancelled"
+        self.shielded_done: set[int] = set()
+        self.in_body = 0
+
+    def teardown_started(self) -> None:
+        with self.lock:
+            self.started += 1
+            last = self.started == len(self.kinds)
+        if last and self.mode == "two":
+            kill_self()  # the second signal, once every teardown has started
+
+    def teardown(self, i: int) -> Any:
+        kind = self.kinds[i]
+
+        def end(how: str) -> None:
+            with self.lock:
+                assert i not in self.ended
+                self.ended[i] = how
+
+        async def in_loop() -> None:
+            self.teardown_started()
+            try:
+                if kind == "stuck":
+                    await anyio.sleep_forever()
+                for _ in range(3):
+                    await anyio.sleep(0)
+            except anyio.get_cancelled_exc_class():
+                end("cancelled")
+                raise
+            end("done")
+
+        def in_thread() -> None:
+            self.teardown_started()
+            for _ in range(3 if kind == "sync" else 10**9):
+                try:
+                    concur.check_cancelled()
+                except BaseException:
+                    end("cancelled")
+                    raise
+                time.sleep(0.001)
+            end("done")
+
+        return in_loop if kind in ("quick", "stuck") else in_thread
+
+    async def task(self, i: int, all_in: anyio.Event) -> None:
+        timeout = math.inf if self.mode == "return" else BACKSTOP_TIMEOUT
+        async with concur.lifespan(lambda: i, self.teardown(i), teardown_timeout=timeout):
+            try:
+                self.in_body += 1
+                if self.in_body == len(self.kinds):
+                    all_in.set()
+                if self.mode != "return":
+                    await anyio.sleep_forever()
+            finally:
+                if self.shields[i]:
+                    with anyio.CancelScope(shield=True):
+                        for _ in range(self.shields[i]):
+                            await anyio.sleep(0)
+                        self.shielded_done.add(i)
+
+    async def fn(self) -> None:
+        all_in = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            for i in range(len(self.kinds)):
+                tg.start_soon(self.task, i, all_in)
+            await all_in.wait()
+            if self.mode != "return":
+                kill_self()
+
+    async def run(self) -> signal.Signals | None:
+        with anyio.fail_after(SCENARIO_SECONDS):
+            return await concur.run_until_signal(
+                self.fn, signals=[signal.SIGUSR1], grace=self.grace
+            )
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=120, deadline=None, derandomize=True, database=None)
+@given(
+    kinds=st.lists(st.sampled_from(TEARDOWNS), min_size=1, max_size=5),
+    shields=st.lists(st.integers(min_value=0, max_value=3), min_size=5, max_size=5),
+    mode=st.sampled_from(["return", "one", "two"]),
+    grace=st.sampled_from([0.0, 0.01, 0.05, math.inf]),
+)
+def test_random_shutdowns_keep_their_promises(
+    backend: str, kinds: list[str], shields: list[int], mode: str, grace: float
+) -> None:
+    """Random lifespans in concurrent tasks, stopped by fn returning, one signal or two:
+    every teardown ends at most once (a sync one cut short before its thread started never
+    runs), a stuck one only by the signal's grace or the second signal (never by its own
+    timeout), every bare-shield cleanup completes, the signal (or None) is returned, and
+    the handler in place before is back."""
+    if mode == "return":
+        kinds = [kind if kind not in ("stuck", "coop") else "quick" for kind in kinds]
+    elif mode == "one" and grace == math.inf:
+        grace = 0.05  # one signal and no grace would wait for a stuck teardown forever
+    scenario = Shutdown(kinds, shields, mode, grace)
+    recorder = Recorder()
+    before = signal.signal(signal.SIGUSR1, recorder)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("concur")
+    logger.addHandler(handler)
+    try:
+        result = anyio.run(scenario.run, backend=backend)
+        assert signal.getsignal(signal.SIGUSR1) is recorder
+    finally:
+        logger.removeHandler(handler)
+        signal.signal(signal.SIGUSR1, before)
+    assert recorder.got == []
+    assert result is (None if mode == "return" else signal.SIGUSR1)
+    for i, kind in enumerate(kinds):
+        if i not in scenario.ended:
+            # a sync teardown cancelled (cut short) before its thread started never runs
+            assert mode == "one" or grace != math.inf
+            assert mode != "return"
+            assert kind in ("sync", "coop")
+        elif kind in ("stuck", "coop"):
+            assert scenario.ended[i] == "cancelled"
+        elif mode == "return":
+            assert scenario.ended[i] == "done"
+    assert scenario.shielded_done == {i for i in range(len(kinds)) if shields[i]}
+    messages = [record.getMessage() for record in records]
+    assert not [m for m in messages if "teardown_timeout" in m], messages
+    if mode == "return":
+        assert messages == []
