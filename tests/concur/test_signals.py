@@ -426,6 +426,19 @@ def test_refused_in_a_runner(backend: str) -> None:
         runner.run(concur.run_until_signal, fn)
 
 
+async def test_refused_in_concur_run_called_from_a_running_loop(anyio_backend: str) -> None:
+    """``concur.run`` called where a loop runs (as in a notebook) runs its loop on a
+    background thread: run_until_signal refuses there, naming the main thread."""
+    ran: list[bool] = []
+
+    async def fn() -> None:
+        ran.append(True)
+
+    with pytest.raises(RuntimeError, match="must run in the main thread"):
+        concur.run(concur.run_until_signal, fn, backend=anyio_backend)  # type: ignore[arg-type]
+    assert not ran
+
+
 async def test_a_nested_run_until_signal_is_refused(usr1: Recorder) -> None:
     """Only one run_until_signal handles signals at a time."""
 
