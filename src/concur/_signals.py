@@ -6,9 +6,9 @@
 - :func:`lifespan`: an async context manager that runs ``setup()`` before its body and
   ``teardown()`` after it, the teardown shielded and bounded.
 
-The two cooperate through a private channel, :data:`_shutdown_var` (see :class:`_Shutdown`):
-a lifespan teardown is shielded from the cancellation that stopped *fn*, yet the
-``run_until_signal`` it runs under can still cut it short.
+The two cooperate through a private channel, the context variable ``_shutdown_var`` (see
+``_Shutdown``): a lifespan teardown is shielded from the cancellation that stopped *fn*, yet
+the ``run_until_signal`` it runs under can still cut it short.
 """
 
 from __future__ import annotations
