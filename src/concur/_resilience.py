@@ -24,7 +24,13 @@ import anyio.lowlevel
 import attrs
 
 import concur
-from concur._core.checks import check_function, check_int, check_number, fn_name, is_async_callable
+from concur._core.checks import (
+    check_function,
+    check_int,
+    check_number,
+    fn_name,
+    is_async_function,
+)
 
 __all__ = ["limit", "retry", "timeout"]
 
@@ -37,22 +43,8 @@ logger: Final = logging.getLogger("concur")
 POLL_INTERVAL: Final = 0.005
 
 
-def _is_async(fn: Callable[..., object]) -> bool:
-    """Whether calling *fn* returns an awaitable (a ``functools.wraps`` wrapper of an async
-    function counts as async)."""
-    if is_async_callable(fn):
-        return True
-    return hasattr(fn, "__wrapped__") and is_async_callable(inspect.unwrap(fn))
-
-
 def _check_decorated(fn: object, where: str) -> None:
-    if inspect.iscoroutine(fn):
-        fn.close()  # it will never run
-        raise TypeError(
-            f"@concur.{where}(...) decorates a function, not a coroutine object: apply it "
-            f"to the async def itself"
-        )
-    check_function(fn, where)
+    check_function(fn, f"concur.{where}(...)", args="")
 
 
 def _refuse_bare(value: object, where: str, arg: str) -> None:
@@ -238,7 +230,7 @@ def retry(
                 f"@concur.retry cannot retry the generator function {fn_name(fn)}: calling "
                 f"it never fails, iterating does; retry a function that consumes it"
             )
-        if _is_async(fn):
+        if is_async_function(fn):
             return cast("Callable[P, R]", _retry_async(cast(Any, fn), policy))
         return _retry_sync(fn, policy)
 
@@ -295,7 +287,7 @@ def _retry_sync(fn: Callable[P, R], policy: _Backoff) -> Callable[P, R]:
 
 def _check_async(fn: object, where: str) -> None:
     _check_decorated(fn, where)
-    if not _is_async(cast("Callable[..., object]", fn)):
+    if not is_async_function(fn):
         name = fn_name(fn)
         raise TypeError(
             f"@concur.{where} applies to async functions; {name} is sync: make it async, "

@@ -20,6 +20,7 @@ __all__ = [
     "check_timeout",
     "fn_name",
     "is_async_callable",
+    "is_async_function",
 ]
 
 
@@ -54,6 +55,14 @@ def is_async_callable(fn: object) -> bool:
         if dunder is not None and inspect.iscoroutinefunction(dunder):
             return True
     return False
+
+
+def is_async_function(fn: object) -> bool:
+    """As :func:`is_async_callable`, following ``__wrapped__``: a sync wrapper made with
+    ``functools.wraps`` around an async function is async to its callers."""
+    if is_async_callable(fn):
+        return True
+    return hasattr(fn, "__wrapped__") and is_async_callable(inspect.unwrap(cast(Any, fn)))
 
 
 def check_int(value: object, name: str, *, minimum: int | None = 1) -> int:
@@ -132,9 +141,7 @@ def check_async_function(fn: object, where: str, *, arg: str = "fn", args: str =
     async to its callers.
     """
     check_function(fn, where, arg=arg, args=args)
-    if is_async_callable(fn):
-        return
-    if hasattr(fn, "__wrapped__") and is_async_callable(inspect.unwrap(cast(Any, fn))):
+    if is_async_function(fn):
         return
     name = fn_name(fn)
     raise TypeError(
