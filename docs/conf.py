@@ -32,7 +32,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(T|R|Ts|P|T_co|Item|Policy|Outcome|Rule|Cleanup|PosArgsT|PerRunLimiter)"),
     (r"py:mod", r"multiprocessing"),
     (r"py:.*", r"~?(P|T)|_asyncio\.Future"),  # a ParamSpec as rendered; asyncio.Future's home
-    (r"py:.*", r"(typing|collections\.abc|contextvars|types|concurrent\.futures|asyncio)\..*"),
+    (r"py:.*", r"(typing|collections\.abc|contextvars|types|concurrent\.futures|asyncio|signal|contextlib)\..*"),
     (r"py:.*", r"(Awaitable|Callable|Coroutine|AsyncIterable|AsyncIterator|Iterable|Iterator)"),
     (r"py:.*", r"(Generator|AsyncGenerator|Mapping|Sequence|Any|Self|Literal|TracebackType)"),
     (r"py:.*", r"(CapacityLimiter|CancelScope|TaskHandle|Settings|Future|Context)"),
