@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import pickle
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Final, Protocol, Self, TypeVar, TypeVarTuple, cast, final
 
@@ -32,6 +32,7 @@ from ._core.threadcall import mark_worker_process
 __all__ = ["Executor", "PoolStatistics", "ProcessPool", "ThreadPool"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 Ts = TypeVarTuple("Ts")
 
 
@@ -161,19 +162,22 @@ class _Pool:
             raise anyio.ClosedResourceError(f"{where}() called after the pool was closed")
         return self._limiter
 
-    def _started(self) -> None:
+    async def _accounted(self, call: Awaitable[R]) -> R:
+        """Await *call* as one of this pool's calls: in flight while it runs (the exit
+        waits for it), then counted as completed or, unless cancelled, failed."""
         self._in_flight += 1
-
-    def _ended(self) -> None:
-        self._in_flight -= 1
-        if self._in_flight == 0 and self._idle is not None:
-            self._idle.set()
-
-    def _count(self, exc: BaseException | None) -> None:
-        if exc is None:
-            self._completed += 1
-        elif not isinstance(exc, anyio.get_cancelled_exc_class()):
-            self._failed += 1
+        try:
+            result = await call
+        except BaseException as exc:
+            if not isinstance(exc, anyio.get_cancelled_exc_class()):
+                self._failed += 1
+            raise
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
+        self._completed += 1
+        return result
 
 
 @final
@@ -213,16 +217,7 @@ class ThreadPool(_Pool):
             anyio.ClosedResourceError: the pool's block has exited.
         """
         limiter = self._check_call(fn)
-        self._started()
-        try:
-            result = await concur.to_thread(fn, *args, limiter=limiter)
-        except BaseException as exc:
-            self._count(exc)
-            raise
-        finally:
-            self._ended()
-        self._count(None)
-        return result
+        return await self._accounted(concur.to_thread(fn, *args, limiter=limiter))
 
 
 # --- ProcessPool ------------------------------------------------------------------------------
@@ -370,26 +365,19 @@ class ProcessPool(_Pool):
             raise _MissingMainGuard(_GUARD_MESSAGE)
         limiter = self._check_call(fn)
         payload = _pickle_call(fn, args)
-        self._started()
-        try:
-            try:
-                result = await anyio.to_process.run_sync(
-                    _unpickle_and_call,
-                    payload,
-                    cancellable=self._kill_on_cancel,
-                    limiter=limiter,
-                )
-            except anyio.BrokenWorkerProcess as exc:
-                if _guard_error_in(exc.__cause__):
-                    raise RuntimeError(_GUARD_MESSAGE) from None
-                raise
-            # without kill_on_cancel the call ran shielded: a cancellation that came while
-            # it ran is raised now, as for a thread call
-            await anyio.lowlevel.checkpoint_if_cancelled()
-        except BaseException as exc:
-            self._count(exc)
-            raise
-        finally:
-            self._ended()
-        self._count(None)
+        result = await self._accounted(self._in_process(payload, limiter))
         return result  # type: ignore[return-value]  # what fn returned, through pickle
+
+    async def _in_process(self, payload: bytes, limiter: anyio.CapacityLimiter) -> object:
+        try:
+            result = await anyio.to_process.run_sync(
+                _unpickle_and_call, payload, cancellable=self._kill_on_cancel, limiter=limiter
+            )
+        except anyio.BrokenWorkerProcess as exc:
+            if _guard_error_in(exc.__cause__):
+                raise RuntimeError(_GUARD_MESSAGE) from None
+            raise
+        # without kill_on_cancel the call ran shielded: a cancellation that came while it
+        # ran is raised now, as for a thread call
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        return result
