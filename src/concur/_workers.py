@@ -222,7 +222,12 @@ class WorkerPool(JobQueue):
             RuntimeError: the pool was not entered with ``async with``.
             TypeError: *fn* is not callable, or is a coroutine object given *args*.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        try:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        except BaseException:
+            if inspect.iscoroutine(fn):
+                fn.close()  # it will never start
+            raise
         job = self._make_job(fn, args, name, contextvars.copy_context(), concur.current_settings())
         return await self._submit(job)
 

@@ -23,6 +23,7 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 logger: Final = logging.getLogger("concur")
+_EMPTY_CONTEXT: Final = contextvars.Context()
 
 
 @final
@@ -74,7 +75,9 @@ class Job(Generic[T_co]):
     Await it for its result: ``value = await job`` returns what the job's function
     returned, raises the exception it raised (bare, as it was raised), or raises
     :class:`anyio.TaskCancelled` if the job was cancelled. Awaiting it does not run or
-    start anything: the pool does. A job is made by the pool only.
+    start anything: the pool does. Cancelling a task that awaits a job does not cancel
+    the job (call :meth:`cancel` for that). A job is made by the pool only; use it from the
+    event loop's thread.
     """
 
     __slots__ = (
@@ -184,6 +187,7 @@ class Job(Generic[T_co]):
         if status in FINAL:
             self._fn = None
             self._args = ()
+            self._context = _EMPTY_CONTEXT  # keep no context variables alive
             self._close_coro()
             self._finished.set()
             on_settle = self._on_settle

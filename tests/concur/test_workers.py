@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import gc
+import inspect
 import itertools
 import logging
 import math
@@ -858,3 +859,13 @@ async def test_results_before_entering_is_an_error() -> None:
     """results() needs an entered pool."""
     with pytest.raises(RuntimeError, match="async with"):
         concur.WorkerPool(1, results_size=1).results()
+
+
+async def test_a_coroutine_given_to_a_cancelled_submit_is_closed() -> None:
+    """A coroutine object whose submit() is cancelled before it is taken is closed."""
+    coro = double(1)
+    async with concur.WorkerPool(1) as pool:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await pool.submit(coro)
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED

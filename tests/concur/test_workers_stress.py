@@ -36,6 +36,13 @@ from hypothesis import strategies as st
 
 import concur
 
+# When a test fails, hypothesis's pytest plugin imports libcst to suggest a patch, and that
+# import warns (mypy_extensions.TypedDict); under this suite's warnings-as-errors the
+# report then ends in an INTERNALERROR that hides the falsifying example. Import it now.
+with warnings.catch_warnings(), contextlib.suppress(ImportError):
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import hypothesis.extra._patching  # noqa: F401
+
 SCENARIO_SECONDS = 10.0  # a scenario that takes longer has hung
 FINAL = {concur.JobStatus.DONE, concur.JobStatus.FAILED, concur.JobStatus.CANCELLED}
 KINDS = ("async", "sync", "fail", "coro", "gate", "sync_gate")
