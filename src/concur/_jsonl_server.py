@@ -1,13 +1,13 @@
 """``concur.jsonl.serve``: a JSON Lines TCP server with bounded connections and a graceful exit.
 
-Accepted connections are not anyio's socket streams: on asyncio those read ahead into
-memory (the transport reads until a ``receive()`` has to wait), which would defeat the
+Accepted connections are not anyio's asyncio socket streams: those read ahead into
+memory without bound until a ``receive()`` has to wait, which would defeat the
 back-pressure a handler that does not read should exert on its client. On asyncio each
-connection is a :class:`_SocketStream` instead: a small byte stream over the non-blocking
-socket and :func:`anyio.wait_readable` / :func:`anyio.wait_writable`, which reads only when
-asked. On trio, anyio's stream (``SocketStream.from_socket``) already reads only when asked
-and is used as it is. The listening sockets are anyio's (``create_tcp_listener``), accepted
-from directly, so that ``max_connections`` can stop accepting.
+connection is the stream of ``_jsonl_asyncio`` instead (an asyncio protocol whose
+read-ahead is bounded). On trio, anyio's stream (``SocketStream.from_socket``) already
+reads only when asked and is used as it is. The listening sockets are anyio's
+(``create_tcp_listener``), accepted from directly, so that ``max_connections`` can stop
+accepting.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import logging
 import socket
 import ssl
 import sys
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Final, final
+from typing import Final, final
 
 import anyio
 import anyio.abc
@@ -30,6 +30,7 @@ from anyio.streams.tls import TLSStream
 
 import concur
 
+from . import _jsonl_asyncio
 from ._core.checks import check_async_function, check_int, check_number, fn_name
 from ._jsonl_stream import DEFAULT_MAX_FRAME, Counters, JsonLinesStream
 
@@ -43,98 +44,6 @@ _LINGER: Final = 0.25  # seconds a closing connection waits for its peer to clos
 _TRANSIENT_ACCEPT_ERRORS: Final = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED}
 )
-
-
-@final
-class _SocketStream(anyio.abc.ByteStream):
-    """A byte stream over a connected non-blocking socket that reads only when asked.
-
-    One task at a time receives and one sends (``JsonLinesStream`` guarantees it), as
-    :func:`anyio.wait_readable` and :func:`anyio.wait_writable` require.
-    """
-
-    __slots__ = ("_closed", "_sock")
-
-    def __init__(self, sock: socket.socket) -> None:
-        sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock = sock
-        self._closed = False
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        sock = self._sock
-        return {
-            SocketAttribute.family: lambda: sock.family,
-            SocketAttribute.local_address: lambda: sock.getsockname(),
-            SocketAttribute.local_port: lambda: sock.getsockname()[1],
-            SocketAttribute.remote_address: lambda: sock.getpeername(),
-            SocketAttribute.remote_port: lambda: sock.getpeername()[1],
-            SocketAttribute.raw_socket: lambda: sock,
-        }
-
-    def _broken(self, exc: OSError) -> Exception:
-        if self._closed:
-            return anyio.ClosedResourceError()
-        return anyio.BrokenResourceError(f"the connection broke: {exc}")
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        waited = False
-        while True:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            try:
-                data = self._sock.recv(max_bytes)
-            except BlockingIOError:
-                waited = True
-                await anyio.wait_readable(self._sock)  # cancelled here: nothing was read
-                continue
-            except OSError as exc:
-                raise self._broken(exc) from exc
-            break
-        if not waited:
-            await anyio.lowlevel.cancel_shielded_checkpoint()
-        if not data:
-            raise anyio.EndOfStream
-        return data
-
-    async def send(self, item: bytes) -> None:
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        view = memoryview(item)
-        waited = False
-        with view:
-            while view:
-                if self._closed:
-                    raise anyio.ClosedResourceError
-                try:
-                    sent = self._sock.send(view)
-                except BlockingIOError:
-                    waited = True
-                    await anyio.wait_writable(self._sock)
-                    continue
-                except OSError as exc:
-                    raise self._broken(exc) from exc
-                view = view[sent:]
-        if not waited:
-            await anyio.lowlevel.cancel_shielded_checkpoint()
-
-    async def send_eof(self) -> None:
-        if self._closed:
-            raise anyio.ClosedResourceError
-        try:
-            self._sock.shutdown(socket.SHUT_WR)
-        except OSError as exc:
-            raise self._broken(exc) from exc
-        await anyio.lowlevel.checkpoint()
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            anyio.notify_closing(self._sock)
-            self._sock.close()
-        await anyio.lowlevel.checkpoint()
 
 
 @final
@@ -437,11 +346,11 @@ async def _wrap(sock: socket.socket) -> anyio.abc.ByteStream:
     """A byte stream over an accepted socket that does not read ahead.
 
     trio's socket streams read only when asked: anyio's wrapper of one is used as it is.
-    asyncio's transports read ahead: :class:`_SocketStream` is used instead.
+    asyncio's transports read ahead: ``_jsonl_asyncio``'s bounded stream is used instead.
     """
     try:
         if not _on_trio():
-            return _SocketStream(sock)
+            return await _jsonl_asyncio.wrap(sock)
         return await anyio.abc.SocketStream.from_socket(sock)
     except BaseException:
         sock.close()

@@ -11,6 +11,8 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import concur
 from concur.jsonl import JsonLinesStream, ServerStatistics
@@ -474,3 +476,40 @@ async def test_failing_handler_with_unread_frames_still_ends_the_stream_cleanly(
                         await ch.receive()
     finally:
         logging.getLogger("concur.jsonl").disabled = False
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=20, deadline=None, derandomize=True, database=None)
+@given(
+    sizes=st.lists(st.integers(0, 200_000), min_size=1, max_size=40),
+    stalls=st.lists(st.integers(0, 39), max_size=5),
+)
+def test_random_frames_through_a_stalling_handler_arrive_whole_and_in_order(
+    backend: str, sizes: list[int], stalls: list[int]
+) -> None:
+    """Frames of random sizes sent while the handler stalls now and then (the accepted
+    stream pauses and resumes reading) all arrive, whole and in order."""
+
+    async def main() -> list[int]:
+        got: list[int] = []
+
+        async def handler(ch: JsonLinesStream) -> None:
+            async for message in ch:
+                got.append(message["i"])
+                assert message["pad"] == "p" * sizes[message["i"]]
+                if message["i"] in stalls:
+                    await anyio.wait_all_tasks_blocked()  # the client is blocked sending
+            await ch.send("done")
+
+        with anyio.fail_after(20):
+            async with (
+                concur.jsonl.serve(handler) as server,
+                await concur.jsonl.connect("127.0.0.1", server.port) as ch,
+            ):
+                for i, size in enumerate(sizes):
+                    await ch.send({"i": i, "pad": "p" * size})
+                await ch.send_eof()
+                assert await ch.receive() == "done"
+        return got
+
+    assert anyio.run(main, backend=backend) == list(range(len(sizes)))
