@@ -141,7 +141,7 @@ def router() -> concur.jsonl.Router:
 
 async def measure(quick: bool) -> dict[str, Any]:
     n = 2_000 if quick else 20_000
-    rounds = 3 if quick else 7
+    rounds = 5 if quick else 9
     results: dict[str, Any] = {}
     async with anyio.create_task_group() as tg:
         echo_port, echo_listener = await baseline_server(echo, tg)
@@ -239,7 +239,7 @@ def report(all_results: dict[str, dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--backend", choices=BACKENDS, default=None)
-    parser.add_argument("--quick", action="store_true", help="2,000 frames, 3 rounds")
+    parser.add_argument("--quick", action="store_true", help="2,000 frames, 5 rounds")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.backend is not None:
