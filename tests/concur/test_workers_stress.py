@@ -46,7 +46,19 @@ with warnings.catch_warnings(), contextlib.suppress(ImportError):
 SCENARIO_SECONDS = 10.0  # a scenario that takes longer has hung
 FINAL = {concur.JobStatus.DONE, concur.JobStatus.FAILED, concur.JobStatus.CANCELLED}
 KINDS = ("async", "sync", "fail", "coro", "gate", "sync_gate")
-OPS = ("submit", "submit_nowait", "cancel", "open", "read", "checkpoint", "settle", "cancel_submit")
+OPS = (
+    "submit",
+    "submit_nowait",
+    "cancel",
+    "open",
+    "read",
+    "checkpoint",
+    "settle",
+    "cancel_submit",
+    "every",
+    "when",
+    "stop_trigger",
+)
 
 _COMMON: dict[str, Any] = {
     "deadline": None,
@@ -127,6 +139,9 @@ class World:
         self.next_id = 0
         self.submitters: list[anyio.CancelScope] = []
         self.cancelled: set[int] = set()  # ids of the jobs the scenario cancelled
+        self.triggers: list[concur.Trigger] = []
+        self.trigger_runs: dict[int, int] = {}  # trigger id (< 0) -> its runs in flight
+        self.overlaps: list[int] = []  # triggers seen running twice at once
 
     # --- job bodies ---
 
@@ -152,6 +167,19 @@ class World:
             return ident
         finally:
             self.leave()
+
+    async def trigger_body(self, kind: str, ident: int, gate: int) -> int:
+        """A trigger's run: it must never overlap another run of its trigger."""
+        with self.lock:
+            self.trigger_runs[ident] = self.trigger_runs.get(ident, 0) + 1
+            overlap = self.trigger_runs[ident] > 1
+        try:
+            if overlap:  # a job's exception would only fail the job: note it
+                self.overlaps.append(ident)
+            return await self.body(kind, ident, gate)
+        finally:
+            with self.lock:
+                self.trigger_runs[ident] -= 1
 
     def sync_body(self, kind: str, ident: int, gate: int) -> int:
         self.enter(ident)
@@ -225,6 +253,10 @@ class World:
         if s.exit == "outside" and not outside.cancelled_caught:
             raise Problem("the outside cancellation did not propagate")
         self.check_after(pool)
+        for trigger in self.triggers:
+            await trigger.wait()
+        if self.overlaps:
+            raise Problem(f"triggers {self.overlaps} overlapped themselves")
         if s.results_size:
             await self.read(pool, None)  # what is left after the block
             self.check_outcomes()
@@ -285,6 +317,26 @@ class World:
         elif op == "read" and self.s.results_size and not self.s.reader:
             with anyio.move_on_after(0.002):
                 await self.read(pool, 1 + n % 3)
+        elif op in ("every", "when"):
+            ident = -1 - len(self.triggers)  # a trigger's runs have negative ids
+            body_kind = ("async", "fail", "gate")[n % 3]
+            period = 0.001 * (1 + n % 3)
+            with contextlib.suppress(anyio.ClosedResourceError):
+                if op == "every":
+                    trigger = pool.every(period, self.trigger_body, body_kind, ident, n % 3)
+                else:
+                    trigger = pool.when(
+                        lambda: n % 2 == 0 or self.gates[0].is_set(),
+                        self.trigger_body,
+                        body_kind,
+                        ident,
+                        n % 3,
+                        poll=period,
+                        max_consecutive_failures=1 + n % 4,
+                    )
+                self.triggers.append(trigger)
+        elif op == "stop_trigger" and self.triggers:
+            self.triggers[n % len(self.triggers)].cancel()
         elif op == "settle":
             await anyio.wait_all_tasks_blocked()
         else:
@@ -310,7 +362,14 @@ class World:
         failed = statuses.count(concur.JobStatus.FAILED)
         cancelled = statuses.count(concur.JobStatus.CANCELLED)
         # a job whose submit() was cancelled just as it was admitted is cancelled, unseen
-        if (stats.completed, stats.failed) != (done, failed) or stats.cancelled < cancelled:
+        for trigger in self.triggers:
+            if not trigger.stopped:
+                raise Problem(f"{trigger!r} still running after the pool exited")
+        if self.triggers:  # their runs are jobs too, not in self.jobs
+            counts_ok = stats.completed >= done and stats.failed >= failed
+        else:
+            counts_ok = (stats.completed, stats.failed) == (done, failed)
+        if not counts_ok or stats.cancelled < cancelled:
             raise Problem(f"{stats} but jobs: done {done}, failed {failed}, cancelled {cancelled}")
         s = self.s
         if s.exit == "normal" and s.shutdown_timeout == math.inf:
@@ -321,6 +380,7 @@ class World:
 
     def check_outcomes(self) -> None:
         got = [o.value if isinstance(o, concur.Ok) else o.error.args[0] for o in self.outcomes]
+        got = [ident for ident in got if ident >= 0]  # the triggers' runs repeat their ids
         if len(got) != len(set(got)):
             raise Problem(f"an outcome was delivered twice: {got}")
         expected = {
