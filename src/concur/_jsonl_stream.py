@@ -139,23 +139,6 @@ class JsonLinesStream(anyio.abc.ObjectStream[Any]):
         TypeError: *dumps* or *loads* is not callable.
     """
 
-    __slots__ = (
-        "_buf",
-        "_counters",
-        "_dumps",
-        "_eof",
-        "_lines",
-        "_loads",
-        "_max_frame",
-        "_pos",
-        "_receiving",
-        "_scan",
-        "_send_broken",
-        "_send_lock",
-        "_skipping",
-        "_stream",
-    )
-
     def __init__(
         self,
         stream: anyio.abc.ByteStream,

@@ -602,3 +602,28 @@ async def test_on_error_close_with_pipelined_requests_ends_the_stream_cleanly() 
             assert await ch.receive() == {"type": "ok", "id": 0}
             with pytest.raises(anyio.EndOfStream):
                 await ch.receive()
+
+
+async def test_sync_handlers_run_under_the_ambient_limiter() -> None:
+    """Sync handlers share the ambient thread limiter: under concur.scope(thread_limit=1)
+    at most one runs at once, though the router's limit is 8."""
+    router = Router(limit=8)
+    lock = threading.Lock()  # guards the counters: handlers run in worker threads
+    running = [0, 0]  # now, peak
+
+    @router.route("work")
+    def work(message: Any) -> dict[str, Any]:
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        time.sleep(0.002)
+        with lock:
+            running[0] -= 1
+        return {"type": "done"}
+
+    with concur.scope(thread_limit=1):
+        async with routed(router) as (ch, _):
+            await ch.send_many([{"type": "work", "id": i} for i in range(12)])
+            replies = await receive_n(ch, 12)
+    assert sorted(r["id"] for r in replies) == list(range(12))
+    assert running[1] == 1
