@@ -128,7 +128,7 @@ class WorkerPool(JobQueue):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
+    ) -> None:
         tg = self._tg
         assert tg is not None
         self.close()
@@ -144,9 +144,12 @@ class WorkerPool(JobQueue):
         try:
             if isinstance(outcome, anyio.get_cancelled_exc_class()):
                 # the task group must see its own (or an outer scope's) cancellation
+                # (it never swallows it: only a task's failure could have cancelled the
+                # group's own scope, and then it raises that failure instead)
                 if outcome is exc:
-                    return await tg.__aexit__(exc_type, exc, tb)
-                await tg.__aexit__(type(outcome), outcome, outcome.__traceback__)
+                    await tg.__aexit__(exc_type, exc, tb)
+                else:
+                    await tg.__aexit__(type(outcome), outcome, outcome.__traceback__)
             else:
                 # anyio would put the body's exception in a group: it propagates bare
                 await tg.__aexit__(None, None, None)
