@@ -156,7 +156,6 @@ class WorkerPool(JobQueue):
             if outcome is not exc:
                 assert outcome is not None
                 raise outcome
-            return None
         finally:
             for job in list(self._active):  # only if a task never ran a step (defensive)
                 self._ended(job)
