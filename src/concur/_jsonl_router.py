@@ -16,7 +16,7 @@ import anyio
 
 import concur
 
-from ._core.checks import check_function, check_int, check_number, fn_name
+from ._core.checks import check_function, check_int, check_number, fn_name, is_async_callable
 from ._jsonl_stream import BadFrame, FrameTooLarge, JsonLinesStream
 
 __all__ = ["Router"]
@@ -106,7 +106,9 @@ class Router:
         self._routes: dict[str, Callable[[Any], Any]] = {}
         self._every: list[tuple[float, Callable[[], Any]]] = []
         # The router keeps no reference to a message once it is dispatched: the handler
-        # owns it, so it goes to a sync handler's thread as it is (no handoff copy).
+        # owns it, so it goes to a sync handler's thread as it is (no handoff copy). Entered
+        # around sync handlers only: async ones get no thread, and their own thread calls
+        # keep the ambient policy.
         self._no_handoff = concur.scope(handoff="off")
 
     @property
@@ -274,9 +276,13 @@ class _Connection:
                 text = f"unknown route: the message has no str {router._key!r} field"  # pyright: ignore[reportPrivateUsage]
             await self._refuse(request_id, text)
             return
+        timeout = router._timeout  # pyright: ignore[reportPrivateUsage]
         try:
-            with router._no_handoff:  # pyright: ignore[reportPrivateUsage]
-                reply = await concur.call(fn, box.pop(), timeout=router._timeout)  # pyright: ignore[reportPrivateUsage]
+            if is_async_callable(fn):
+                reply = await concur.call(fn, box.pop(), timeout=timeout)
+            else:
+                with router._no_handoff:  # pyright: ignore[reportPrivateUsage]
+                    reply = await concur.call(fn, box.pop(), timeout=timeout)
         except Exception as exc:
             await self._failed(request_id, route, exc)
             return
@@ -313,8 +319,7 @@ class _Connection:
     async def _tick(self, fn: Callable[[], Any]) -> None:
         router = self._router
         try:
-            with router._no_handoff:  # pyright: ignore[reportPrivateUsage]
-                message = await concur.call(fn, timeout=router._timeout)  # pyright: ignore[reportPrivateUsage]
+            message = await concur.call(fn, timeout=router._timeout)  # pyright: ignore[reportPrivateUsage]
         except Exception as exc:
             await self._failed(None, fn_name(fn), exc)
             return

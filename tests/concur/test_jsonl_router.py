@@ -627,3 +627,26 @@ async def test_sync_handlers_run_under_the_ambient_limiter() -> None:
             replies = await receive_n(ch, 12)
     assert sorted(r["id"] for r in replies) == list(range(12))
     assert running[1] == 1
+
+
+async def test_only_sync_handlers_get_the_message_without_handoff() -> None:
+    """A sync handler runs with handoff "off" (it owns its message); an async handler and
+    a sender keep the ambient policy for their own thread calls."""
+    router = Router()
+    seen: dict[str, str] = {}
+
+    @router.route("sync")
+    def sync_handler(message: Any) -> dict[str, Any]:
+        seen["sync"] = concur.current_settings().handoff
+        return {"type": "sync"}
+
+    @router.route("async")
+    async def async_handler(message: Any) -> dict[str, Any]:
+        seen["async"] = concur.current_settings().handoff
+        return {"type": "async"}
+
+    with concur.scope(handoff="strict"):
+        async with routed(router) as (ch, _):
+            await ch.send_many([{"type": "sync", "id": 1}, {"type": "async", "id": 2}])
+            await receive_n(ch, 2)
+    assert seen == {"sync": "off", "async": "strict"}
