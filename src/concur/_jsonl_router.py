@@ -201,14 +201,15 @@ class _Connection:
         try:
             async with concur.TaskGroup(name="concur.jsonl.Router") as tg:
                 self._tg = tg
-                senders = anyio.CancelScope()
-                every = router._every  # pyright: ignore[reportPrivateUsage]
-                for seconds, fn in every:
-                    tg.start_soon(self._sender, senders, seconds, fn, name=fn_name(fn))
+                senders: list[anyio.CancelScope] = []
+                for seconds, fn in router._every:  # pyright: ignore[reportPrivateUsage]
+                    senders.append(scope := anyio.CancelScope())
+                    tg.start_soon(self._sender, scope, seconds, fn, name=fn_name(fn))
                 try:
                     await self._read(tg)
                 finally:
-                    senders.cancel()
+                    for scope in senders:
+                        scope.cancel()
         except BaseExceptionGroup as group:
             raise concur.collapse(group) from None
 
