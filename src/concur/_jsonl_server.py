@@ -143,10 +143,15 @@ def serve(
 
     Raises:
         TypeError: *handler* is not an async function.
-        ValueError: ``max_frame < 1``, ``max_connections < 1`` or ``grace < 0``.
+        ValueError: ``max_frame < 1``, ``max_connections < 1``, ``grace < 0`` or a port
+            outside 0-65535.
         OSError: the address cannot be listened on (on entering).
     """
     check_async_function(handler, "serve", arg="handler")
+    if not isinstance(host, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"host must be a str (an address or a host name), got {host!r}")
+    if check_int(port, "port", minimum=0) > 65535:
+        raise ValueError(f"port must be at most 65535, got {port}")
     check_int(max_frame, "max_frame", minimum=1)
     if max_connections is not None:
         check_int(max_connections, "max_connections", minimum=1)

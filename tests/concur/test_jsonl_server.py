@@ -376,6 +376,10 @@ async def test_bad_arguments() -> None:
         concur.jsonl.serve(echo, max_connections=0)
     with pytest.raises(ValueError, match="grace"):
         concur.jsonl.serve(echo, grace=-1)
+    with pytest.raises(ValueError, match="port"):
+        concur.jsonl.serve(echo, port=70000)
+    with pytest.raises(TypeError, match="host"):
+        concur.jsonl.serve(echo, host=None)  # type: ignore[arg-type]
 
 
 def tls_contexts(tmp_path: Any) -> tuple[ssl.SSLContext, ssl.SSLContext]:
