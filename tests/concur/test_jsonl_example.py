@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,15 @@ def test_server_mode_serves_until_sigint(backend: str) -> None:
             proc.communicate()
     assert proc.returncode == 0, err
     assert out.splitlines()[-2:] == ["server stopped", "stopped by SIGINT"]
+
+
+def test_the_pages_first_example_runs() -> None:
+    """The first code block of docs/jsonl.rst runs as it is and prints the reply."""
+    page = (EXAMPLE.parents[1] / "jsonl.rst").read_text()
+    block = page.split(".. code-block:: python\n", 1)[1].split("\nFrames\n", 1)[0]
+    code = textwrap.dedent(block)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{'type': 'pong', 'id': 1}"
