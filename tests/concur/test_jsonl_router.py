@@ -684,3 +684,70 @@ async def test_every_does_not_catch_up_missed_ticks() -> None:
     # on a fixed schedule a late start shortens the next gap a little; catching up would
     # make the calls after the overrun back to back
     assert all(gap >= 0.01 for gap in gaps[1:]), gaps
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=25, deadline=None, derandomize=True, database=None)
+@given(
+    requests=st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 5)), max_size=30),
+    cancel_after=st.integers(0, 30),
+    grace=st.sampled_from([0.0, 0.01, 5.0]),
+    limit=st.integers(1, 4),
+)
+def test_random_cancellation_of_a_busy_server_leaves_nothing_running(
+    backend: str, requests: list[tuple[str, int]], cancel_after: int, grace: float, limit: int
+) -> None:
+    """Cancelling the block of a busy router server at a random moment: the block ends
+    with the cancellation only, every handler (sync ones too) has ended, no connection
+    stays open."""
+    lock = threading.Lock()  # guards running: sync handlers run in worker threads
+    running = [0]
+    router = Router(limit=limit)
+
+    def sync_handler(message: dict[str, Any]) -> dict[str, Any]:
+        with lock:
+            running[0] += 1
+        try:
+            deadline = time.monotonic() + message["ms"] / 1000
+            while time.monotonic() < deadline:
+                concur.check_cancelled()
+                time.sleep(0.0005)
+            return {"type": "ok"}
+        finally:
+            with lock:
+                running[0] -= 1
+
+    async def async_handler(message: dict[str, Any]) -> dict[str, Any]:
+        with lock:
+            running[0] += 1
+        try:
+            await anyio.sleep(message["ms"] / 1000)
+            return {"type": "ok"}
+        finally:
+            with lock:
+                running[0] -= 1
+
+    for kind in ("sync", "sync-fail", "sync-slow", "none"):
+        router.route(kind)(sync_handler)
+    for kind in ("async", "async-fail", "async-slow"):
+        router.route(kind)(async_handler)
+
+    async def main() -> concur.jsonl.ServerStatistics:
+        with anyio.fail_after(20), anyio.CancelScope() as scope:
+            async with (
+                concur.jsonl.serve(router.serve, grace=grace) as server,
+                await concur.jsonl.connect("127.0.0.1", server.port) as ch,
+            ):
+                await ch.send_many(
+                    [{"type": k, "id": i, "ms": ms} for i, (k, ms) in enumerate(requests)]
+                )
+                replies = sum(kind != "none" for kind, _ in requests)
+                for _ in range(min(cancel_after, replies)):
+                    await ch.receive()
+                scope.cancel()
+                await anyio.sleep_forever()
+        return server.statistics()
+
+    stats = anyio.run(main, backend=backend)
+    assert stats.connections_open == 0
+    assert running[0] == 0
