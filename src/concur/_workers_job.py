@@ -3,6 +3,7 @@ pool's :class:`WorkerPoolStatistics`."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import enum
 import logging
@@ -235,7 +236,8 @@ class Job(Generic[T_co]):
 
     def __del__(self) -> None:
         if not self._retrieved and self._status is JobStatus.FAILED:
-            self._log_unretrieved("(noticed when it was garbage-collected)")
+            with contextlib.suppress(Exception):  # at interpreter exit logging may be gone
+                self._log_unretrieved("(noticed when it was garbage-collected)")
 
 
 async def in_settings(

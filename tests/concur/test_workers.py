@@ -869,3 +869,40 @@ async def test_a_coroutine_given_to_a_cancelled_submit_is_closed() -> None:
             scope.cancel()
             await pool.submit(coro)
     assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+
+
+async def test_a_sync_predicate_runs_in_a_thread() -> None:
+    """A sync when() predicate runs through concur.call, in a worker thread."""
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    fired = anyio.Event()
+
+    def predicate() -> bool:
+        threads.append(threading.get_ident())
+        return True
+
+    async def fire() -> None:
+        fired.set()
+
+    async with concur.WorkerPool(1) as pool:
+        trigger = pool.when(predicate, fire, poll=0.001)
+        await fired.wait()
+        trigger.cancel()
+    assert threads
+    assert loop_thread not in threads
+
+
+async def test_a_garbage_collected_unretrieved_failure_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failed job dropped before anyone looked at it is logged when it is collected."""
+    caplog.set_level(logging.ERROR, logger="concur")
+    async with concur.WorkerPool(1) as pool:
+        job = await pool.submit(fail, "dropped", name="dropped")
+        await job.wait()
+        del job
+        gc.collect()
+        messages = [r.getMessage() for r in caplog.records if r.name == "concur"]
+        assert len(messages) == 1
+        assert "'dropped'" in messages[0]
+    assert len([r for r in caplog.records if r.name == "concur"]) == 1
