@@ -215,6 +215,11 @@ class World:
         busy = pool._busy  # pyright: ignore[reportPrivateUsage]
         if busy < s.workers and stats.queued:
             raise Problem(f"a free worker ({busy}/{s.workers} busy) while {stats.queued} wait")
+        queue, waiters = pool._queue, pool._waiters  # pyright: ignore[reportPrivateUsage]
+        if waiters and (busy != s.workers or len(queue) != s.queue_size):
+            raise Problem(f"{len(waiters)} submitters wait with room: {busy} busy, {len(queue)}")
+        if pool._unsettled != len(queue) + busy:  # pyright: ignore[reportPrivateUsage]
+            raise Problem("the count of unsettled jobs drifted")
         if self.peak > s.workers:
             raise Problem(f"{self.peak} job bodies ran at once > workers {s.workers}")
 
