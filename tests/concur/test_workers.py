@@ -579,18 +579,41 @@ async def test_every_runs_at_once_then_periodically_without_overlap() -> None:
         await anyio.sleep(0.05)  # several ticks pass while the first run waits
         assert len(starts) == 1
         gate.open()
-        await anyio.wait_all_tasks_blocked()
-        assert len(starts) == 1  # the skipped ticks are not made up for
         while len(starts) < 4:
             await anyio.sleep(0.005)
         trigger.cancel()
         await trigger.wait()
     assert trigger.stopped
     assert trigger.reason == "cancelled"
-    # runs start on the grid before + k * interval, each on its own tick, the skipped ones
-    # (while the first run waited) included
-    assert starts[1] - before >= 0.05
-    assert all(start - before >= i * 0.01 for i, start in enumerate(starts))
+    # Runs start on the grid before + k * interval, each on its own tick. The first run held
+    # ticks 1 to 4 at least (0.05 s): they were skipped, not made up for, so run i >= 1 comes
+    # at tick 4 + i or later (1 ms allowed for the timers' resolution).
+    assert all(start - before >= (4 + i) * 0.01 - 0.001 for i, start in enumerate(starts) if i)
+
+
+async def test_every_skips_the_ticks_missed_while_it_waited_for_room() -> None:
+    """A trigger whose run waited for room in the queue does not make up the ticks it
+    missed meanwhile."""
+    gate = Gate()
+    starts: list[float] = []
+
+    async def tick() -> None:
+        await anyio.lowlevel.checkpoint()
+        starts.append(anyio.current_time())
+
+    async with concur.WorkerPool(1, queue_size=0) as pool:
+        await pool.submit(gate.run)  # the only worker is busy: the trigger's run waits
+        before = anyio.current_time()
+        trigger = pool.every(0.01, tick)
+        await anyio.sleep(0.05)
+        assert starts == []
+        gate.open()
+        while len(starts) < 3:
+            await anyio.sleep(0.005)
+        trigger.cancel()
+    # the first run waited past tick 4; run i >= 1 comes at tick 5 + i or later
+    assert starts[0] - before >= 0.05
+    assert all(start - before >= (5 + i) * 0.01 - 0.001 for i, start in enumerate(starts) if i)
 
 
 async def test_every_stops_after_consecutive_failures(caplog: pytest.LogCaptureFixture) -> None:
