@@ -27,9 +27,9 @@ exclude_patterns = ["_build", "examples"]
 
 # Third-party and private types that appear in signatures: there is no intersphinx here.
 nitpick_ignore_regex = [
-    (r"py:.*", r"(anyio|trio|polars|pl|duckdb|pyarrow|pa|attrs|httpx|rich)(\..*)?"),
+    (r"py:.*", r"(anyio|trio|polars|pl|duckdb|pyarrow|pa|attrs|httpx|rich|ssl)(\..*)?"),
     (r"py:.*", r"(concur|components)\._.*"),
-    (r"py:.*", r"(T|R|Ts|P|T_co|Item|Policy|Outcome|Rule|Cleanup|PosArgsT|PerRunLimiter)"),
+    (r"py:.*", r"(T|R|Ts|P|T_co|Item|Policy|Outcome|Rule|Cleanup|PosArgsT|PerRunLimiter|Counters)"),
     (r"py:mod", r"multiprocessing"),
     (r"py:.*", r"~?(P|T)|_asyncio\.Future"),  # a ParamSpec as rendered; asyncio.Future's home
     (r"py:.*", r"(typing|collections\.abc|contextvars|types|concurrent\.futures|asyncio|signal|contextlib)\..*"),

@@ -25,6 +25,7 @@ Everything else is anyio's: :class:`anyio.EndOfStream` at the end of input,
 
 from __future__ import annotations
 
+from ._core.exports import publish_all
 from ._jsonl_router import Router as Router
 from ._jsonl_server import Server as Server
 from ._jsonl_server import ServerStatistics as ServerStatistics
@@ -46,13 +47,4 @@ __all__ = (
 )
 
 
-def _fix_module() -> None:
-    # tracebacks and docs say concur.jsonl.Router, not concur._jsonl_router.Router
-    for name in __all__:
-        obj = globals()[name]
-        if getattr(obj, "__module__", "").startswith("concur._"):
-            obj.__module__ = __name__
-
-
-_fix_module()
-del _fix_module
+publish_all(globals(), __all__, __name__)  # concur.jsonl.Router, not concur._jsonl_router...
