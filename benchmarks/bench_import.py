@@ -21,7 +21,6 @@ import platform
 import statistics
 import subprocess
 import sys
-from typing import Any
 
 STATEMENTS = {
     "import anyio": "import anyio",
