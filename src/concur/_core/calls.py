@@ -283,15 +283,16 @@ async def call(
         timeout = settings.timeout
     else:
         check_timeout(timeout)
+    # The unbounded case awaits directly (benchmark B2: one coroutine frame less per call);
+    # a bound is applied by bounded(), as everywhere else.
     if is_async_callable(fn):
-        return await bounded(timeout, cast("Callable[..., Awaitable[T]]", fn), *args)
+        async_fn = cast("Callable[..., Awaitable[T]]", fn)
+        if timeout is None:
+            return await async_fn(*args)
+        return await bounded(timeout, async_fn, *args)
     check_function(fn, "call", fix="concur.call")
-    return await bounded(
-        timeout,
-        run_in_thread,
-        cast("Callable[..., T]", fn),
-        args,
-        settings.current_limiter(),
-        settings.handoff,
-        False,
-    )
+    sync_fn = cast("Callable[..., T]", fn)
+    limiter = settings.current_limiter()
+    if timeout is None:
+        return await run_in_thread(sync_fn, args, limiter, settings.handoff, False)
+    return await bounded(timeout, run_in_thread, sync_fn, args, limiter, settings.handoff, False)
