@@ -13,10 +13,12 @@ Not a test module.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 from typing import Any, Final
 
 import attrs
+import pytest
 import trio
 from hypothesis import strategies as st
 
@@ -643,3 +645,15 @@ class Checker:
             f"{self.s.name(node)} raised {describe(exc)}: {exc!r}"
             + (" (a cancellation escaped)" if isinstance(exc, CANCELLED) else "")
         )
+
+
+@pytest.fixture
+def gc_young_only() -> Iterator[None]:
+    """Freeze what the process holds, so each example's ``gc.collect()`` scans its own
+    objects (used by the stress tests of test_stress.py and test_workers_stress.py)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

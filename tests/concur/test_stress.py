@@ -63,6 +63,7 @@ from stress_helpers import (
     WrongOutcome,
     describe,
     find_fatal,
+    gc_young_only,  # noqa: F401  # a fixture, used by name
     scenarios,
     walk,
 )
@@ -557,17 +558,6 @@ def _check(scenario: Scenario, world: World, report: Report) -> None:
 # --- the tests --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def _gc_young_only() -> Iterator[None]:
-    """Freeze what the process holds, so each example's ``gc.collect()`` scans its own objects."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def _scenario(node: Node) -> Scenario:
     return Scenario(Limit("scope", 2, node))
 
@@ -610,7 +600,7 @@ def _issue_9_examples(test: Callable[..., None]) -> Callable[..., None]:
 
 
 @pytest.mark.timeout(BACKSTOP)
-@pytest.mark.usefixtures("_gc_young_only")
+@pytest.mark.usefixtures("gc_young_only")
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @settings(settings.get_profile(f"concur-stress-{PROFILE}"))
 @_issue_9_examples

@@ -24,7 +24,6 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -33,6 +32,7 @@ import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from stress_helpers import gc_young_only  # noqa: F401  # a fixture, used by name
 
 import concur
 
@@ -401,19 +401,8 @@ class World:
             raise Problem(f"outcomes: expected {sorted(expected)}, read {sorted(got)}")
 
 
-@pytest.fixture
-def _gc_young_only() -> Iterator[None]:
-    """Freeze what the process holds, so each example's ``gc.collect()`` scans its own objects."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 @pytest.mark.timeout(BACKSTOP)
-@pytest.mark.usefixtures("_gc_young_only")
+@pytest.mark.usefixtures("gc_young_only")
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @settings(settings.get_profile(f"concur-workers-stress-{PROFILE}"))
 @given(scenario=scenarios())
